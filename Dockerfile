@@ -1,0 +1,24 @@
+# syntax=docker/dockerfile:1
+# Multi-stage, non-root image for the scribe-bridge service and CLI.
+# Node 24 runs the TypeScript sources directly (type stripping), so there is no compile stage:
+# the build stage only installs production dependencies.
+FROM node:24-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
+FROM node:24-bookworm-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY bin ./bin
+COPY src ./src
+COPY mappings ./mappings
+COPY profiles ./profiles
+RUN mkdir -p /var/lib/scribe-bridge && chown node:node /var/lib/scribe-bridge
+USER node
+WORKDIR /var/lib/scribe-bridge
+EXPOSE 8080
+ENTRYPOINT ["node", "/app/bin/scribe-bridge.js"]
+CMD ["--help"]

@@ -1,0 +1,256 @@
+/**
+ * The signed-note envelope, version 1 (spec/signed-note-envelope.md): a strict schema — unknown members are
+ * refused everywhere except inside HealthScribe's own inline files — plus the rules zod cannot express
+ * (control characters in note text, unique sentence ids, lifecycle of revision/status/replaces).
+ */
+import { z } from 'zod';
+import { type LocatedIssue, ScribeError } from '../errors.ts';
+import {
+  decodeUtf8,
+  formatPath,
+  type JsonValue,
+  type PathSegment,
+  parseStrictJson,
+  type StrictJson,
+} from './json.ts';
+import { locatedIssues, schemaError } from './zod-issues.ts';
+
+export const NOTE_TEMPLATES = [
+  'HISTORY_AND_PHYSICAL',
+  'GIRPP',
+  'BIRP',
+  'SIRP',
+  'DAP',
+  'BEHAVIORAL_SOAP',
+  'PHYSICAL_SOAP',
+] as const;
+export type NoteTemplate = (typeof NOTE_TEMPLATES)[number];
+
+export const NOTE_STATUSES = ['final', 'amended', 'entered-in-error'] as const;
+export type NoteStatus = (typeof NOTE_STATUSES)[number];
+
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lower-case hex digits (a SHA-256)');
+/** RFC 3339 date-time with a zone (FHIR instant/dateTime need one). */
+const instant = z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time with a time zone' });
+const fhirDate = z
+  .string()
+  .regex(
+    /^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$/,
+    'must be a date: YYYY, YYYY-MM or YYYY-MM-DD',
+  );
+const nonBlank = z
+  .string()
+  .min(1)
+  .refine((s) => s.trim().length > 0, 'must not be blank');
+
+const Identifier = z.strictObject({ system: nonBlank, value: nonBlank });
+const Identifiers = z.array(Identifier).min(1, 'needs at least one identifier');
+const HumanName = z.strictObject({
+  family: z.string().optional(),
+  given: z.array(z.string()).optional(),
+  prefix: z.array(z.string()).optional(),
+  suffix: z.array(z.string()).optional(),
+});
+
+const ArtifactByUri = z.strictObject({ uri: nonBlank, sha256: sha256Hex });
+const ArtifactInline = z.strictObject({
+  // HealthScribe's own file: parsed tolerantly later, so anything JSON is accepted here.
+  inline: z.custom<JsonValue>(
+    (v) => v !== undefined && v !== null && typeof v === 'object',
+    'must be a JSON object',
+  ),
+  sha256: sha256Hex.optional(),
+});
+const Artifact = z.union([ArtifactByUri, ArtifactInline], {
+  error: 'an artifact is {"uri","sha256"} or {"inline", "sha256"?}',
+});
+export type ArtifactRef = z.infer<typeof Artifact>;
+
+const HealthScribeRef = z
+  .strictObject({
+    jobName: z
+      .string()
+      .regex(/^[0-9a-zA-Z._-]{1,200}$/, 'must be a MedicalScribeJobName: 1–200 of [0-9a-zA-Z._-]')
+      .optional(),
+    sessionId: z
+      .string()
+      .regex(/^[0-9a-zA-Z-]{1,64}$/, 'must be a HealthScribe streaming SessionId')
+      .optional(),
+    transcript: Artifact.optional(),
+    clinicalDocument: Artifact.optional(),
+  })
+  .superRefine((h, ctx) => {
+    if ((h.jobName === undefined) === (h.sessionId === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'needs exactly one of "jobName" (batch) or "sessionId" (streaming)',
+      });
+    }
+    if ((h.transcript === undefined) !== (h.clinicalDocument === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [h.transcript ? 'clinicalDocument' : 'transcript'],
+        message:
+          'give both artifacts ("transcript" and "clinicalDocument"), or neither to locate them by jobName',
+      });
+    }
+    if (h.transcript === undefined && h.clinicalDocument === undefined && h.jobName === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          'a streaming session (sessionId) must give its artifacts; only a batch jobName can be located',
+      });
+    }
+  });
+
+const Sentence = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must match [A-Za-z0-9_-]{1,64}'),
+  text: z.string(),
+  evidence: z.array(z.string().min(1)),
+  draft: z.strictObject({ section: nonBlank, index: z.number().int().nonnegative() }).optional(),
+});
+
+const NoteSection = z.strictObject({ name: nonBlank, sentences: z.array(Sentence) });
+
+export const EnvelopeSchema = z.strictObject({
+  kind: z.literal('signed-note'),
+  schemaVersion: z.literal(1),
+  tenant: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must match [a-z0-9][a-z0-9-]{0,62}'),
+  noteId: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, 'must match [A-Za-z0-9._-]{1,128}'),
+  revision: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  status: z.enum(NOTE_STATUSES),
+  replaces: z.number().int().min(1).nullable().optional(),
+  template: z.enum(NOTE_TEMPLATES),
+  patient: z.strictObject({
+    identifier: Identifiers,
+    name: HumanName.optional(),
+    birthDate: fhirDate.optional(),
+    gender: z.enum(['male', 'female', 'other', 'unknown']).optional(),
+  }),
+  encounter: z.strictObject({
+    identifier: Identifiers,
+    period: z.strictObject({ start: instant, end: instant.optional() }),
+    class: z.enum(['AMB', 'IMP', 'EMER', 'VR', 'HH']).optional(),
+  }),
+  author: z.strictObject({ identifier: Identifiers, name: HumanName.optional() }),
+  organization: z.strictObject({ identifier: Identifiers, name: z.string().optional() }),
+  healthscribe: HealthScribeRef,
+  note: z.strictObject({ sections: z.array(NoteSection) }),
+  signature: z.strictObject({ signedAt: instant, jws: nonBlank }),
+});
+
+/** A schema-valid envelope. Its signature is not yet checked: see `verifyEnvelope`. */
+export type Envelope = z.infer<typeof EnvelopeSchema>;
+export type EnvelopeSentence = z.infer<typeof Sentence>;
+
+/** What a successfully read envelope carries besides its typed form. */
+export interface ReadEnvelope {
+  readonly envelope: Envelope;
+  /** The exact parsed JSON (what is canonicalised for the signature). */
+  readonly raw: { [k: string]: JsonValue };
+  readonly json: StrictJson;
+}
+
+// U+0000–U+0008, U+000B, U+000C, U+000E–U+001F, U+007F: they break HL7 framing (spec).
+const FORBIDDEN_CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/;
+
+/**
+ * Reads an envelope from bytes or text: strict JSON (I-JSON), the v1 schema, the control-character and
+ * sentence-id rules. Lifecycle rules are checked by `checkLifecycle` after the signature (so a tampered
+ * revision number reports as a signature failure, not a lifecycle one).
+ */
+export function readEnvelope(input: string | Uint8Array, source?: string): ReadEnvelope {
+  const text = typeof input === 'string' ? input : decodeUtf8(input, 'the envelope');
+  const json = parseStrictJson(text, source ? { source } : {});
+  const r = EnvelopeSchema.safeParse(json.value);
+  if (!r.success) {
+    throw schemaError(
+      'ENVELOPE_SCHEMA',
+      'the envelope does not match signed-note v1',
+      locatedIssues(r.error, [], json.locate),
+    );
+  }
+  const envelope = r.data;
+  checkControlCharacters(envelope, json);
+  checkSentenceIds(envelope, json);
+  return { envelope, raw: json.value as { [k: string]: JsonValue }, json };
+}
+
+function checkControlCharacters(env: Envelope, json: StrictJson): void {
+  env.note.sections.forEach((section, si) => {
+    if (FORBIDDEN_CONTROL.test(section.name)) {
+      const path: PathSegment[] = ['note', 'sections', si, 'name'];
+      throw new ScribeError(
+        'ENVELOPE_CONTROL_CHAR',
+        'a section name contains a forbidden control character',
+        {
+          where: located(path, json),
+        },
+      );
+    }
+    section.sentences.forEach((s, i) => {
+      if (FORBIDDEN_CONTROL.test(s.text)) {
+        const path: PathSegment[] = ['note', 'sections', si, 'sentences', i, 'text'];
+        throw new ScribeError(
+          'ENVELOPE_CONTROL_CHAR',
+          `sentence "${s.id}" contains a forbidden control character (U+${codeOf(s.text)})`,
+          { where: located(path, json) },
+        );
+      }
+    });
+  });
+}
+
+function codeOf(text: string): string {
+  const m = FORBIDDEN_CONTROL.exec(text);
+  return (m?.[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0');
+}
+
+function checkSentenceIds(env: Envelope, json: StrictJson): void {
+  const seen = new Map<string, string>();
+  const dupes: LocatedIssue[] = [];
+  env.note.sections.forEach((section, si) => {
+    section.sentences.forEach((s, i) => {
+      const path: PathSegment[] = ['note', 'sections', si, 'sentences', i, 'id'];
+      const first = seen.get(s.id);
+      if (first)
+        dupes.push({
+          where: located(path, json),
+          message: `sentence id "${s.id}" is used again (first at ${first})`,
+        });
+      else seen.set(s.id, formatPath(path));
+    });
+  });
+  if (dupes.length > 0)
+    throw schemaError('ENVELOPE_SCHEMA', 'sentence ids must be unique within the envelope', dupes);
+}
+
+function located(path: PathSegment[], json: StrictJson): string {
+  const loc = json.locate(path);
+  return `${formatPath(path)}${loc ? ` (${loc})` : ''}`;
+}
+
+/** The lifecycle rules one envelope can be checked against on its own (the ledger checks the sequence). */
+export function checkLifecycle(env: Envelope): void {
+  const fail = (detail: string, path: PathSegment[]) => {
+    throw new ScribeError('LIFECYCLE_INVALID', detail, { where: `${formatPath(path)} (note ${env.noteId})` });
+  };
+  if (env.revision === 1) {
+    if (env.status !== 'final') fail(`revision 1 must have status "final", not "${env.status}"`, ['status']);
+    if (env.replaces !== undefined && env.replaces !== null)
+      fail('revision 1 replaces nothing: "replaces" must be null or absent', ['replaces']);
+  } else {
+    if (env.status === 'final')
+      fail(`revision ${env.revision} must be "amended" or "entered-in-error", not "final"`, ['status']);
+    if (env.replaces !== env.revision - 1) {
+      fail(`revision ${env.revision} must have "replaces": ${env.revision - 1}`, ['replaces']);
+    }
+  }
+  const sentences = env.note.sections.reduce((n, s) => n + s.sentences.length, 0);
+  if (env.status !== 'entered-in-error' && sentences === 0) {
+    fail(`a "${env.status}" note needs at least one sentence (only a retraction may be empty)`, [
+      'note',
+      'sections',
+    ]);
+  }
+}

@@ -1,0 +1,124 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import type { ScribeError } from '../errors.ts';
+import { itemContent, itemType, parseClinicalDocument, parseTranscript, spanRange } from './healthscribe.ts';
+
+const ref = (f: string) =>
+  JSON.parse(readFileSync(new URL(`../../../shared/reference/healthscribe/${f}`, import.meta.url), 'utf8'));
+
+describe('HealthScribe transcript', () => {
+  it('parses the AWS batch and streaming examples (both item shapes, both Type cases)', () => {
+    const batch = parseTranscript(ref('batch-job__transcript.json'));
+    expect(batch.jobName).toBeTruthy();
+    expect(batch.segments.size).toBeGreaterThan(0);
+    const stream = parseTranscript(ref('streaming__transcript.json'));
+    expect(stream.sessionId).toBeTruthy();
+    for (const t of [batch, stream]) {
+      for (const item of t.file.Conversation.TranscriptItems) {
+        expect(['pronunciation', 'punctuation']).toContain(itemType(item));
+        expect(typeof itemContent(item)).toBe('string');
+      }
+    }
+  });
+
+  it('keeps unknown members and accepts item-level Content with lower-case types', () => {
+    const t = parseTranscript({
+      Conversation: {
+        ConversationId: 'c',
+        SessionId: 's',
+        LanguageCode: 'en-US',
+        NewAwsField: { x: 1 },
+        TranscriptItems: [
+          {
+            Content: 'Hi',
+            Confidence: 0.5,
+            BeginAudioTime: 0,
+            EndAudioTime: 1,
+            Type: 'pronunciation',
+            Extra: true,
+          },
+        ],
+        TranscriptSegments: [
+          {
+            SegmentId: 'a',
+            Content: 'Hi.',
+            BeginAudioTime: 0,
+            EndAudioTime: 1,
+            ParticipantDetails: { ParticipantRole: 'PATIENT_1' },
+            Vendor: 'x',
+          },
+        ],
+      },
+    });
+    expect((t.file.Conversation as Record<string, unknown>)['NewAwsField']).toEqual({ x: 1 });
+    expect(itemContent(t.file.Conversation.TranscriptItems[0]!)).toBe('Hi');
+    expect((t.file.Conversation.TranscriptSegments[0] as Record<string, unknown>)['Vendor']).toBe('x');
+  });
+
+  it('converts inclusive span ends to half-open ranges', () => {
+    expect(spanRange({ BeginCharacterOffset: 12, EndCharacterOffset: 15 })).toEqual([12, 16]);
+    expect('I have pain'.slice(...spanRange({ BeginCharacterOffset: 7, EndCharacterOffset: 10 }))).toBe(
+      'pain',
+    );
+  });
+
+  it('names the JSON path of every problem', () => {
+    const err = (() => {
+      try {
+        parseTranscript({ Conversation: { TranscriptSegments: [{ SegmentId: 'a', Content: 1 }] } }, [
+          'healthscribe',
+          'transcript',
+          'inline',
+        ]);
+      } catch (e) {
+        return e as ScribeError;
+      }
+    })()!;
+    expect(err.code).toBe('HEALTHSCRIBE_SCHEMA');
+    expect(err.issues.map((i) => i.where)).toContain(
+      '$.healthscribe.transcript.inline.Conversation.TranscriptSegments[0].Content',
+    );
+  });
+});
+
+describe('HealthScribe clinical document', () => {
+  it('parses the AWS examples, including empty sections in any order', () => {
+    expect(parseClinicalDocument(ref('batch-job__summary.json')).sections.size).toBeGreaterThan(0);
+    const doc = parseClinicalDocument({
+      ClinicalDocumentation: {
+        Sections: [
+          {
+            SectionName: 'PLAN',
+            Summary: [{ SummarizedSegment: 'Chest pain\n  - Order an EKG\n', EvidenceLinks: [] }],
+          },
+          { SectionName: 'PHYSICAL_EXAMINATION', Summary: [] },
+          { SectionName: 'Chief_Complaint', Summary: [{ SummarizedSegment: '', EvidenceLinks: [] }] },
+        ],
+      },
+    });
+    expect([...doc.sections.keys()]).toEqual(['PLAN', 'PHYSICAL_EXAMINATION', 'CHIEF_COMPLAINT']);
+    expect(
+      parseClinicalDocument(ref('streaming__clinicalDoc.json')).file.ClinicalDocumentation.SessionId,
+    ).toBeTruthy();
+  });
+
+  it('rejects the preview-era format with a message that says so', () => {
+    try {
+      parseClinicalDocument({
+        ClinicalDocumentation: {
+          Sections: [
+            {
+              SectionName: 'X',
+              Subsections: [{ SubsectionName: 'Y', Summary: [{ SummarizedSegment: 'a', EvidenceMap: [] }] }],
+            },
+          ],
+        },
+      });
+      expect.unreachable();
+    } catch (e) {
+      expect((e as ScribeError).code).toBe('HEALTHSCRIBE_PREVIEW_FORMAT');
+      expect((e as ScribeError).message).toMatch(/preview-era/);
+      expect((e as ScribeError).where).toBe('$.ClinicalDocumentation.Sections[0]');
+    }
+  });
+});

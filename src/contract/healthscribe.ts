@@ -1,0 +1,191 @@
+/**
+ * AWS HealthScribe output files: the transcript (`transcript.json`) and the clinical documentation
+ * (batch `summary.json`, streaming `clinicalDoc.json`). Field names are AWS's, exactly.
+ *
+ * Parsing is tolerant of what real output does (reference/healthscribe.md §3–4): unknown members are kept
+ * (`looseObject`), word items may carry `Alternatives[]` or item-level `Content`, item types come in either
+ * case, sections may be empty or in any order, span end offsets are inclusive. The preview-era format
+ * (`Subsections` / `EvidenceMap`) is refused with a message that says so.
+ */
+import { z } from 'zod';
+import { ScribeError } from '../errors.ts';
+import { formatPath, type JsonValue, type PathSegment } from './json.ts';
+import { locatedIssues, schemaError } from './zod-issues.ts';
+
+const seconds = z.number().finite().nonnegative();
+
+const Span = z.looseObject({
+  SegmentId: z.string(),
+  BeginCharacterOffset: z.number().int().nonnegative(),
+  /** inclusive (HealthScribe's convention, unlike Comprehend Medical's exclusive EndOffset) */
+  EndCharacterOffset: z.number().int().nonnegative(),
+  Content: z.string().optional(),
+});
+
+const ClinicalInsight = z.looseObject({
+  InsightId: z.string(),
+  InsightType: z.string(),
+  Category: z.string().optional(),
+  Type: z.string().optional(),
+  Spans: z.array(Span).default([]),
+  Attributes: z
+    .array(
+      z.looseObject({
+        AttributeId: z.string().optional(),
+        Type: z.string().optional(),
+        Spans: z.array(Span).default([]),
+      }),
+    )
+    .optional(),
+});
+
+const Alternative = z.looseObject({ Confidence: z.number().nullable().optional(), Content: z.string() });
+
+const TranscriptItem = z
+  .looseObject({
+    Alternatives: z.array(Alternative).optional(),
+    Confidence: z.number().nullable().optional(),
+    Content: z.string().optional(),
+    BeginAudioTime: seconds,
+    EndAudioTime: seconds,
+    Type: z.string(),
+  })
+  .refine((i) => (i.Alternatives?.length ?? 0) > 0 || i.Content !== undefined, {
+    message: 'a transcript item needs Alternatives[] or an item-level Content',
+  });
+
+const TranscriptSegment = z.looseObject({
+  SegmentId: z.string().min(1),
+  Content: z.string(),
+  BeginAudioTime: seconds,
+  EndAudioTime: seconds,
+  ParticipantDetails: z.looseObject({ ParticipantRole: z.string() }),
+  SectionDetails: z.looseObject({ SectionName: z.string() }).optional(),
+});
+
+const TranscriptFileSchema = z.looseObject({
+  Conversation: z.looseObject({
+    ConversationId: z.string().optional(),
+    JobName: z.string().optional(),
+    JobType: z.string().optional(),
+    SessionId: z.string().optional(),
+    LanguageCode: z.string().optional(),
+    ClinicalInsights: z.array(ClinicalInsight).default([]),
+    TranscriptItems: z.array(TranscriptItem).default([]),
+    TranscriptSegments: z.array(TranscriptSegment),
+  }),
+});
+
+const SummaryItem = z.looseObject({
+  SummarizedSegment: z.string(),
+  // Always present in observed output; tolerated when absent (an item with no evidence).
+  EvidenceLinks: z.array(z.looseObject({ SegmentId: z.string() })).default([]),
+});
+
+const Section = z.looseObject({ SectionName: z.string().min(1), Summary: z.array(SummaryItem) });
+
+const ClinicalDocumentFileSchema = z.looseObject({
+  ClinicalDocumentation: z.looseObject({ Sections: z.array(Section), SessionId: z.string().optional() }),
+});
+
+export type HsTranscriptFile = z.infer<typeof TranscriptFileSchema>;
+export type HsTranscriptSegment = z.infer<typeof TranscriptSegment>;
+export type HsTranscriptItem = z.infer<typeof TranscriptItem>;
+export type HsClinicalInsight = z.infer<typeof ClinicalInsight>;
+export type HsClinicalDocumentFile = z.infer<typeof ClinicalDocumentFileSchema>;
+export type HsSection = z.infer<typeof Section>;
+export type HsSummaryItem = z.infer<typeof SummaryItem>;
+
+/** A parsed transcript with its segments indexed by SegmentId. */
+export interface Transcript {
+  readonly file: HsTranscriptFile;
+  readonly segments: ReadonlyMap<string, HsTranscriptSegment>;
+  /** The batch job name or streaming session id the file names, if any. */
+  readonly jobName?: string;
+  readonly sessionId?: string;
+}
+
+/** A parsed clinical document with sections indexed by upper-cased SectionName (first occurrence wins). */
+export interface ClinicalDocument {
+  readonly file: HsClinicalDocumentFile;
+  readonly sections: ReadonlyMap<string, HsSection>;
+}
+
+/** Section names are matched case-insensitively (AWS publishes no enum; see reference/healthscribe.md §0.3). */
+export function sectionKey(name: string): string {
+  return name.trim().toUpperCase();
+}
+
+/** The word text of an item, whichever shape it has (Q9). */
+export function itemContent(item: HsTranscriptItem): string {
+  return item.Alternatives?.[0]?.Content ?? item.Content ?? '';
+}
+
+/** `pronunciation` | `punctuation` | other, lower-cased (Q10). */
+export function itemType(item: HsTranscriptItem): string {
+  return item.Type.toLowerCase();
+}
+
+/** A span's half-open character range `[begin, end)` from HealthScribe's inclusive end offset (Q8). */
+export function spanRange(span: {
+  BeginCharacterOffset: number;
+  EndCharacterOffset: number;
+}): [number, number] {
+  return [span.BeginCharacterOffset, span.EndCharacterOffset + 1];
+}
+
+export function parseTranscript(json: unknown, prefix: readonly PathSegment[] = []): Transcript {
+  const r = TranscriptFileSchema.safeParse(json);
+  if (!r.success)
+    throw schemaError(
+      'HEALTHSCRIBE_SCHEMA',
+      'the transcript file is not HealthScribe output',
+      locatedIssues(r.error, prefix),
+    );
+  const segments = new Map<string, HsTranscriptSegment>();
+  for (const s of r.data.Conversation.TranscriptSegments)
+    if (!segments.has(s.SegmentId)) segments.set(s.SegmentId, s);
+  const c = r.data.Conversation;
+  return {
+    file: r.data,
+    segments,
+    ...(c.JobName ? { jobName: c.JobName } : {}),
+    ...(c.SessionId ? { sessionId: c.SessionId } : {}),
+  };
+}
+
+export function parseClinicalDocument(json: unknown, prefix: readonly PathSegment[] = []): ClinicalDocument {
+  rejectPreviewFormat(json, prefix);
+  const r = ClinicalDocumentFileSchema.safeParse(json);
+  if (!r.success) {
+    throw schemaError(
+      'HEALTHSCRIBE_SCHEMA',
+      'the clinical document file is not HealthScribe output',
+      locatedIssues(r.error, prefix),
+    );
+  }
+  const sections = new Map<string, HsSection>();
+  for (const s of r.data.ClinicalDocumentation.Sections) {
+    const k = sectionKey(s.SectionName);
+    if (!sections.has(k)) sections.set(k, s);
+  }
+  return { file: r.data, sections };
+}
+
+function rejectPreviewFormat(json: unknown, prefix: readonly PathSegment[]): void {
+  const sections = (json as { ClinicalDocumentation?: { Sections?: unknown } } | null)?.ClinicalDocumentation
+    ?.Sections;
+  if (!Array.isArray(sections)) return;
+  sections.forEach((s: unknown, i) => {
+    if (s && typeof s === 'object' && ('Subsections' in s || 'EvidenceMap' in s)) {
+      throw new ScribeError(
+        'HEALTHSCRIBE_PREVIEW_FORMAT',
+        'the clinical document uses the preview-era layout (Sections[].Subsections[] with EvidenceMap)',
+        { where: formatPath([...prefix, 'ClinicalDocumentation', 'Sections', i]) },
+      );
+    }
+  });
+}
+
+/** Re-exported for callers that hold raw JSON. */
+export type { JsonValue };

@@ -1,0 +1,149 @@
+/**
+ * Strict JSON reading for signed input: RFC 8259 syntax, I-JSON (RFC 7493) rules — no duplicate member names,
+ * no lone surrogates — and locations (line:column) for every JSON path, so errors can say where.
+ *
+ * The syntax tree comes from @humanwhocodes/momoa (the parser behind ESLint's JSON support), because
+ * `JSON.parse` silently keeps the last of two duplicate members, which would let the parser and the
+ * canonicaliser disagree about what was signed.
+ */
+import { type AnyNode, type DocumentNode, parse as momoaParse } from '@humanwhocodes/momoa';
+import { type ErrorCode, ScribeError } from '../errors.ts';
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
+
+/** A JSON path segment: a member name or an array index. */
+export type PathSegment = string | number;
+
+/** `$.a.b[0]["odd key"]` — the form every error message uses. */
+export function formatPath(path: readonly PathSegment[]): string {
+  let out = '$';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(seg)) out += `.${seg}`;
+    else out += `[${JSON.stringify(seg)}]`;
+  }
+  return out;
+}
+
+export interface StrictJson {
+  readonly value: JsonValue;
+  /** line:column (1-based) of the value at `path`, or of its nearest existing ancestor. */
+  locate(path: readonly PathSegment[]): string | undefined;
+}
+
+export interface StrictJsonOptions {
+  /** Prefix for locations, e.g. a file name. */
+  source?: string;
+  /** Code for syntax errors (default ENVELOPE_JSON). */
+  syntaxCode?: ErrorCode;
+  /** Code for duplicate members (default ENVELOPE_DUPLICATE_MEMBER). */
+  duplicateCode?: ErrorCode;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
+/** Decodes bytes as UTF-8, refusing malformed sequences (they cannot have been signed meaningfully). */
+export function decodeUtf8(bytes: Uint8Array, what: string, code: ErrorCode = 'ENVELOPE_JSON'): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new ScribeError(code, `${what} is not valid UTF-8`);
+  }
+}
+
+/** Parses JSON text strictly (see module doc). Throws ScribeError with a location on any violation. */
+export function parseStrictJson(text: string, opts: StrictJsonOptions = {}): StrictJson {
+  const at = (line: number, column: number) => `${opts.source ? `${opts.source}:` : ''}${line}:${column}`;
+  let doc: DocumentNode;
+  try {
+    doc = momoaParse(text, { mode: 'json' });
+  } catch (e) {
+    const err = e as { message?: string; line?: number; column?: number };
+    const where = err.line !== undefined ? at(err.line, err.column ?? 0) : opts.source;
+    // momoa's message names the unexpected token and its position; it carries no document content beyond one character.
+    throw new ScribeError(opts.syntaxCode ?? 'ENVELOPE_JSON', `not valid JSON: ${firstLine(err.message)}`, {
+      ...(where ? { where } : {}),
+    });
+  }
+  checkNode(doc.body, [], opts, at);
+  return {
+    value: JSON.parse(text) as JsonValue,
+    locate(path) {
+      const node = find(doc.body, path);
+      return at(node.loc.start.line, node.loc.start.column);
+    },
+  };
+}
+
+function firstLine(msg: string | undefined): string {
+  return (msg ?? 'syntax error').split('\n')[0]!.replace(/\s*\(\d+:\d+\)\s*$/, '');
+}
+
+function checkNode(
+  node: AnyNode,
+  path: PathSegment[],
+  opts: StrictJsonOptions,
+  at: (l: number, c: number) => string,
+): void {
+  if (node.type === 'Object') {
+    const seen = new Set<string>();
+    for (const m of node.members) {
+      const name = m.name.type === 'String' ? m.name.value : m.name.name;
+      if (seen.has(name)) {
+        path.push(name);
+        throw new ScribeError(
+          opts.duplicateCode ?? 'ENVELOPE_DUPLICATE_MEMBER',
+          `member ${JSON.stringify(name)} appears more than once in the same object`,
+          { where: `${formatPath(path)} (${at(m.loc.start.line, m.loc.start.column)})` },
+        );
+      }
+      seen.add(name);
+      if (m.name.type === 'String') checkString(m.name.value, path, m.loc.start, opts, at);
+      path.push(name);
+      checkNode(m.value, path, opts, at);
+      path.pop();
+    }
+  } else if (node.type === 'Array') {
+    node.elements.forEach((el, i) => {
+      path.push(i);
+      checkNode(el.value, path, opts, at);
+      path.pop();
+    });
+  } else if (node.type === 'String') {
+    checkString(node.value, path, node.loc.start, opts, at);
+  }
+}
+
+function checkString(
+  s: string,
+  path: PathSegment[],
+  loc: { line: number; column: number },
+  opts: StrictJsonOptions,
+  at: (l: number, c: number) => string,
+): void {
+  // I-JSON: no unpaired surrogates (they have no UTF-8 form, so no canonical form to sign).
+  if (!s.isWellFormed()) {
+    throw new ScribeError(
+      opts.syntaxCode ?? 'ENVELOPE_JSON',
+      'string contains an unpaired UTF-16 surrogate',
+      {
+        where: `${formatPath(path)} (${at(loc.line, loc.column)})`,
+      },
+    );
+  }
+}
+
+function find(node: AnyNode, path: readonly PathSegment[]): AnyNode {
+  let cur: AnyNode = node;
+  for (const seg of path) {
+    let next: AnyNode | undefined;
+    if (cur.type === 'Object' && typeof seg === 'string') {
+      next = cur.members.find((m) => (m.name.type === 'String' ? m.name.value : m.name.name) === seg)?.value;
+    } else if (cur.type === 'Array' && typeof seg === 'number') {
+      next = cur.elements[seg]?.value;
+    }
+    if (!next) break;
+    cur = next;
+  }
+  return cur;
+}

@@ -1,0 +1,237 @@
+/**
+ * The envelope signature (spec/signed-note-envelope.md § Signature): a detached-payload JWS (RFC 7515
+ * Appendix F) over the RFC 8785 canonical form of the envelope without `signature.jws`.
+ *
+ * Canonical JSON comes from `canonicalize` (the RFC 8785 author's implementation); JWS from `jose`.
+ */
+import { readFile } from 'node:fs/promises';
+import canonicalize from 'canonicalize';
+import {
+  base64url,
+  calculateJwkThumbprint,
+  FlattenedSign,
+  flattenedVerify,
+  importJWK,
+  type JWK,
+  type JWSHeaderParameters,
+} from 'jose';
+import { ScribeError } from '../errors.ts';
+import type { JsonValue } from './json.ts';
+
+/** The only algorithms a review application may sign with. `none` and HMAC are refused by construction. */
+export const ALLOWED_ALGS = ['ES256', 'ES384', 'RS256', 'RS384', 'PS256', 'EdDSA'] as const;
+export type SignatureAlg = (typeof ALLOWED_ALGS)[number];
+
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'] as const;
+
+/** RFC 8785 canonical JSON as a string. Throws for values JSON cannot carry (lone surrogates, NaN). */
+export function canonicalJson(value: unknown): string {
+  const s = canonicalize(value);
+  if (s === undefined) throw new ScribeError('INTERNAL', 'canonicalize() returned nothing for a JSON value');
+  return s;
+}
+
+/** The exact bytes that are signed: the envelope minus `signature.jws`, canonicalised, UTF-8. */
+export function signedContent(raw: { [k: string]: JsonValue }): Uint8Array {
+  const sig = raw['signature'];
+  const signature =
+    sig && typeof sig === 'object' && !Array.isArray(sig)
+      ? Object.fromEntries(Object.entries(sig).filter(([k]) => k !== 'jws'))
+      : sig;
+  return new TextEncoder().encode(canonicalJson({ ...raw, signature }));
+}
+
+/** A tenant's review keys. */
+export interface Jwks {
+  readonly keys: readonly JWK[];
+}
+
+/** Validates a JWKS document; private members are dropped so only public keys are ever held. */
+export function parseJwks(json: unknown, source = 'JWKS'): Jwks {
+  const keys = (json as { keys?: unknown } | null)?.keys;
+  if (!json || typeof json !== 'object' || !Array.isArray(keys)) {
+    throw new ScribeError('KEYS_INVALID', `${source} is not a JWK Set: it needs a "keys" array`);
+  }
+  const out: JWK[] = [];
+  keys.forEach((k: unknown, i) => {
+    if (!k || typeof k !== 'object' || typeof (k as JWK).kty !== 'string') {
+      throw new ScribeError('KEYS_INVALID', `key ${i} of ${source} is not a JWK (no "kty")`, {
+        where: `$.keys[${i}]`,
+      });
+    }
+    const jwk = { ...(k as JWK) } as Record<string, unknown>;
+    if (typeof jwk['kid'] !== 'string' || jwk['kid'] === '') {
+      throw new ScribeError('KEYS_INVALID', `key ${i} of ${source} has no "kid"`, { where: `$.keys[${i}]` });
+    }
+    if (jwk['kty'] === 'oct') return; // symmetric keys can only serve HMAC, which is forbidden
+    for (const m of PRIVATE_MEMBERS) delete jwk[m];
+    out.push(jwk as JWK);
+  });
+  return { keys: out };
+}
+
+export async function loadJwksFile(path: string): Promise<Jwks> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new ScribeError(
+      'FILE_UNREADABLE',
+      `cannot read the JWKS file (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+      {
+        where: path,
+      },
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new ScribeError('KEYS_INVALID', 'the JWKS file is not JSON', { where: path });
+  }
+  return parseJwks(json, path);
+}
+
+/** What is recorded about a verified signature. */
+export interface SignatureCheck {
+  readonly kid: string;
+  readonly alg: SignatureAlg;
+  /** RFC 7638 SHA-256 thumbprint (base64url) of the key that verified. */
+  readonly thumbprint: string;
+  readonly signedAt: string;
+  readonly verified: true;
+}
+
+const importedKeys = new WeakMap<JWK, Map<string, Promise<CryptoKey | Uint8Array>>>();
+
+function importPublic(jwk: JWK, alg: string): Promise<CryptoKey | Uint8Array> {
+  let byAlg = importedKeys.get(jwk);
+  if (!byAlg) {
+    byAlg = new Map();
+    importedKeys.set(jwk, byAlg);
+  }
+  let key = byAlg.get(alg);
+  if (!key) {
+    key = importJWK(jwk, alg);
+    byAlg.set(alg, key);
+    key.catch(() => byAlg.delete(alg));
+  }
+  return key;
+}
+
+const JWS_HEADER_KNOWN = new Set(['alg', 'kid', 'typ', 'cty', 'crit']);
+
+/**
+ * Verifies `signature.jws` over `content` with the tenant's keys. Throws ScribeError with
+ * ALG_FORBIDDEN, JWS_CRIT_UNSUPPORTED, KEY_UNKNOWN or SIGNATURE_INVALID; never anything else.
+ */
+export async function verifyDetachedJws(
+  jws: string,
+  content: Uint8Array,
+  jwks: Jwks,
+  signedAt: string,
+): Promise<SignatureCheck> {
+  const where = '$.signature.jws';
+  const parts = jws.split('.');
+  if (parts.length !== 3) {
+    throw new ScribeError(
+      'SIGNATURE_INVALID',
+      'signature.jws is not a JWS compact serialization (three dot-separated parts)',
+      { where },
+    );
+  }
+  const [headerB64, payloadB64, sigB64] = parts as [string, string, string];
+  if (payloadB64 !== '') {
+    throw new ScribeError(
+      'SIGNATURE_INVALID',
+      'signature.jws must have a detached payload (an empty middle part)',
+      { where },
+    );
+  }
+  let header: JWSHeaderParameters;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(base64url.decode(headerB64)));
+  } catch {
+    throw new ScribeError('SIGNATURE_INVALID', 'the JWS protected header is not base64url-encoded JSON', {
+      where,
+    });
+  }
+  if (!header || typeof header !== 'object' || Array.isArray(header)) {
+    throw new ScribeError('SIGNATURE_INVALID', 'the JWS protected header is not a JSON object', { where });
+  }
+  const alg = header.alg;
+  if (typeof alg !== 'string' || !(ALLOWED_ALGS as readonly string[]).includes(alg)) {
+    throw new ScribeError('ALG_FORBIDDEN', `JWS algorithm ${JSON.stringify(alg ?? null)} is not allowed`, {
+      where: `${where} (header.alg)`,
+    });
+  }
+  if (header.crit !== undefined) {
+    throw new ScribeError(
+      'JWS_CRIT_UNSUPPORTED',
+      'the JWS header has a "crit" parameter, and no extension is supported',
+      {
+        where: `${where} (header.crit)`,
+      },
+    );
+  }
+  if (
+    header.b64 !== undefined ||
+    header.jwk !== undefined ||
+    header.jku !== undefined ||
+    header.x5u !== undefined
+  ) {
+    // Keys come only from the tenant's configured JWKS, never from the message itself.
+    const extra = Object.keys(header).filter((k) => !JWS_HEADER_KNOWN.has(k));
+    throw new ScribeError(
+      'SIGNATURE_INVALID',
+      `the JWS header carries parameters that are not accepted: ${extra.join(', ')}`,
+      { where },
+    );
+  }
+  const kid = header.kid;
+  if (typeof kid !== 'string' || kid === '') {
+    throw new ScribeError('KEY_UNKNOWN', 'the JWS header has no "kid"', { where: `${where} (header.kid)` });
+  }
+  const candidates = jwks.keys.filter((k) => k.kid === kid);
+  if (candidates.length === 0) {
+    throw new ScribeError('KEY_UNKNOWN', `key id "${kid}" is not in this tenant's review keys`, {
+      where: `${where} (header.kid)`,
+    });
+  }
+  const payload = base64url.encode(content);
+  for (const jwk of candidates) {
+    if (jwk.alg !== undefined && jwk.alg !== alg) continue;
+    if (jwk.use !== undefined && jwk.use !== 'sig') continue;
+    if (jwk.key_ops !== undefined && !jwk.key_ops.includes('verify')) continue;
+    try {
+      const key = await importPublic(jwk, alg);
+      await flattenedVerify({ protected: headerB64, payload, signature: sigB64 }, key, { algorithms: [alg] });
+      return {
+        kid,
+        alg: alg as SignatureAlg,
+        thumbprint: await calculateJwkThumbprint(jwk, 'sha256'),
+        signedAt,
+        verified: true,
+      };
+    } catch {
+      // try the next key with this kid; any failure means "this key did not verify it"
+    }
+  }
+  throw new ScribeError('SIGNATURE_INVALID', `the signature does not verify with key "${kid}"`, { where });
+}
+
+/**
+ * Signs an envelope (test fixtures and the demo's stand-in review application only: production signing
+ * happens in the review application). Returns the envelope with `signature.jws` set.
+ */
+export async function signEnvelope<T extends { [k: string]: JsonValue }>(
+  envelope: T,
+  privateJwk: JWK,
+  opts: { kid: string; alg: SignatureAlg },
+): Promise<T> {
+  const content = signedContent(envelope);
+  const key = await importJWK(privateJwk, opts.alg);
+  const jws = await new FlattenedSign(content).setProtectedHeader({ alg: opts.alg, kid: opts.kid }).sign(key);
+  const signature = { ...(envelope['signature'] as object), jws: `${jws.protected}..${jws.signature}` };
+  return { ...envelope, signature };
+}

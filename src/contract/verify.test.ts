@@ -1,0 +1,297 @@
+import { describe, expect, it } from 'vitest';
+import { bytesOf, envelopeJson, jwksOf, SEG, signed, testKey } from '../../test/support/notes.ts';
+import { ScribeError } from '../errors.ts';
+import { sha256Hex } from './artifacts.ts';
+import type { JsonValue } from './json.ts';
+import { canonicalJson, signEnvelope } from './signature.ts';
+import { verifyEnvelope } from './verify.ts';
+
+type Obj = { [k: string]: JsonValue };
+const clone = <T>(v: T): T => structuredClone(v);
+
+async function expectCode(
+  input: Uint8Array | string,
+  code: string,
+  keys?: Awaited<ReturnType<typeof jwksOf>>,
+) {
+  const k = keys ?? jwksOf(await testKey());
+  const err = await verifyEnvelope(input, { keys: k }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err, `expected ${code}`).toBeInstanceOf(ScribeError);
+  expect((err as ScribeError).code).toBe(code);
+  return err as ScribeError;
+}
+
+describe('verifyEnvelope', () => {
+  it('verifies a signed envelope with every allowed algorithm and records the key thumbprint', async () => {
+    for (const alg of ['ES256', 'ES384', 'RS256', 'RS384', 'PS256', 'EdDSA'] as const) {
+      const key = await testKey(alg);
+      const env = await signed(envelopeJson(), key);
+      const v = await verifyEnvelope(bytesOf(env), { keys: jwksOf(key) });
+      expect(v.signature).toMatchObject({
+        kid: key.kid,
+        alg,
+        verified: true,
+        signedAt: '2026-11-20T16:45:12Z',
+      });
+      expect(v.signature.thumbprint).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(v.artifacts.transcript).toMatchObject({ source: 'inline', hashSigned: true });
+    }
+  });
+
+  it('classifies sentences and lists removed draft items (empty items excepted)', async () => {
+    const v = await verifyEnvelope(bytesOf(await signed(envelopeJson())), { keys: jwksOf(await testKey()) });
+    expect(v.sentences.map((s) => [s.id, s.editClass])).toEqual([
+      ['s1', 'ai-verbatim'],
+      ['s2', 'clinician-edited'],
+      ['s3', 'clinician-added'],
+    ]);
+    expect(v.removedDraftSentences).toEqual([{ section: 'PLAN', index: 2, text: 'Follow up in two weeks.' }]);
+  });
+
+  it('rejects a changed sentence after signing', async () => {
+    const env = (await signed(envelopeJson())) as Obj;
+    const tampered = JSON.stringify(env).replace('Order an EKG today.', 'Order an EKG today!');
+    await expectCode(tampered, 'SIGNATURE_INVALID');
+  });
+
+  it('rejects alg none and HMAC as ALG_FORBIDDEN, crit as JWS_CRIT_UNSUPPORTED', async () => {
+    const env = (await signed(envelopeJson())) as Obj;
+    const sig = (env['signature'] as Obj)['jws'] as string;
+    const withHeader = (h: object) => {
+      const e = clone(env);
+      (e['signature'] as Obj)['jws'] =
+        `${Buffer.from(JSON.stringify(h)).toString('base64url')}..${sig.split('.')[2]}`;
+      return JSON.stringify(e);
+    };
+    await expectCode(withHeader({ alg: 'none', kid: 'test-es256' }), 'ALG_FORBIDDEN');
+    await expectCode(withHeader({ alg: 'HS256', kid: 'test-es256' }), 'ALG_FORBIDDEN');
+    await expectCode(
+      withHeader({ alg: 'ES256', kid: 'test-es256', crit: ['exp'], exp: 1 }),
+      'JWS_CRIT_UNSUPPORTED',
+    );
+  });
+
+  it('rejects an unknown kid and a key of another tenant as KEY_UNKNOWN', async () => {
+    const ours = await testKey('ES256', 'riverside-1');
+    const theirs = await testKey('ES256', 'harbor-1');
+    const env = await signed(envelopeJson(), theirs);
+    await expectCode(bytesOf(env), 'KEY_UNKNOWN', jwksOf(ours));
+  });
+
+  it('rejects a signature by another key under a known kid', async () => {
+    const real = await testKey('ES256', 'shared-kid');
+    const impostor = await testKey('ES384', 'impostor');
+    const env = await signEnvelope(envelopeJson(), impostor.privateJwk, { kid: 'shared-kid', alg: 'ES384' });
+    await expectCode(bytesOf(env), 'SIGNATURE_INVALID', jwksOf(real));
+  });
+
+  it('rejects duplicate members (I-JSON) with their path and line', async () => {
+    const env = JSON.stringify(await signed(envelopeJson()), null, 2).replace(
+      '"revision": 1,',
+      '"revision": 1,\n  "revision": 1,',
+    );
+    const err = await expectCode(env, 'ENVELOPE_DUPLICATE_MEMBER');
+    expect(err.where).toMatch(/^\$\.revision \(\d+:\d+\)$/);
+  });
+
+  it('lists every schema problem with a JSON path and a line', async () => {
+    const e = envelopeJson({ surprise: true, tenant: 'Not A Tenant' });
+    const err = await expectCode(JSON.stringify(await signed(e), null, 2), 'ENVELOPE_SCHEMA');
+    expect(err.issues.length).toBeGreaterThanOrEqual(2);
+    expect(err.issues.map((i) => i.where).join(' ')).toContain('$.tenant (');
+    expect(err.toOperationOutcome().issue[0]!.details.coding[0]).toEqual({
+      system: 'urn:scribe-bridge:error',
+      code: 'ENVELOPE_SCHEMA',
+    });
+  });
+
+  it('rejects null where the spec does not show it', async () => {
+    const e = envelopeJson();
+    (e['patient'] as Obj)['birthDate'] = null;
+    await expectCode(JSON.stringify(await signed(e)), 'ENVELOPE_SCHEMA');
+  });
+
+  it('rejects control characters in note text, naming the sentence', async () => {
+    const e = envelopeJson();
+    const s = ((e['note'] as Obj)['sections'] as Obj[])[0]!['sentences'] as Obj[];
+    s[0]!['text'] = 'bell \u0007 here';
+    const err = await expectCode(JSON.stringify(await signed(e)), 'ENVELOPE_CONTROL_CHAR');
+    expect(err.message).toContain('"s1"');
+    expect(err.message).toContain('U+0007');
+  });
+
+  it('accepts TAB, LF and CR inside sentences', async () => {
+    const e = envelopeJson();
+    const s = ((e['note'] as Obj)['sections'] as Obj[])[1]!['sentences'] as Obj[];
+    s[1]!['text'] = 'line one\r\nline two\tTAB\rCR';
+    await verifyEnvelope(bytesOf(await signed(e)), { keys: jwksOf(await testKey()) });
+  });
+
+  it('enforces lifecycle rules', async () => {
+    await expectCode(
+      bytesOf(await signed(envelopeJson({ revision: 2, status: 'final', replaces: 1 }))),
+      'LIFECYCLE_INVALID',
+    );
+    await expectCode(bytesOf(await signed(envelopeJson({ revision: 1, replaces: 1 }))), 'LIFECYCLE_INVALID');
+    await expectCode(
+      bytesOf(await signed(envelopeJson({ revision: 3, status: 'amended', replaces: 1 }))),
+      'LIFECYCLE_INVALID',
+    );
+    const retraction = envelopeJson({
+      revision: 2,
+      status: 'entered-in-error',
+      replaces: 1,
+      note: { sections: [] },
+    });
+    const v = await verifyEnvelope(bytesOf(await signed(retraction)), { keys: jwksOf(await testKey()) });
+    expect(v.sentences).toEqual([]);
+  });
+
+  it('rejects evidence that is not in the transcript, naming the sentence', async () => {
+    const e = envelopeJson();
+    const s = ((e['note'] as Obj)['sections'] as Obj[])[0]!['sentences'] as Obj[];
+    s[0]!['evidence'] = [SEG(1), SEG(99)];
+    const err = await expectCode(bytesOf(await signed(e)), 'EVIDENCE_UNKNOWN_SEGMENT');
+    expect(err.message).toContain('"s1"');
+    expect(err.where).toBe('$.note.sections[0].sentences[0].evidence[1]');
+  });
+
+  it('rejects draft pointers outside the clinical document', async () => {
+    for (const draft of [
+      { section: 'ASSESSMENT', index: 0 },
+      { section: 'PLAN', index: 3 },
+    ]) {
+      const e = envelopeJson();
+      const s = ((e['note'] as Obj)['sections'] as Obj[])[1]!['sentences'] as Obj[];
+      s[0]!['draft'] = draft;
+      const err = await expectCode(bytesOf(await signed(e)), 'DRAFT_POINTER_INVALID');
+      expect(err.message).toContain('"s2"');
+    }
+  });
+
+  it('matches draft sections case-insensitively', async () => {
+    const e = envelopeJson();
+    const s = ((e['note'] as Obj)['sections'] as Obj[])[0]!['sentences'] as Obj[];
+    s[0]!['draft'] = { section: 'chief_complaint', index: 0 };
+    const v = await verifyEnvelope(bytesOf(await signed(e)), { keys: jwksOf(await testKey()) });
+    expect(v.sentences[0]!.editClass).toBe('ai-verbatim');
+  });
+
+  it('rejects an inline artifact whose signed sha256 differs', async () => {
+    const e = envelopeJson();
+    const hs = e['healthscribe'] as Obj;
+    (hs['transcript'] as Obj)['sha256'] = sha256Hex('something else');
+    await expectCode(bytesOf(await signed(e)), 'ARTIFACT_HASH_MISMATCH');
+  });
+
+  it('records an inline artifact without sha256 as not hash-signed', async () => {
+    const e = envelopeJson();
+    const hs = e['healthscribe'] as Obj;
+    delete (hs['clinicalDocument'] as Obj)['sha256'];
+    const v = await verifyEnvelope(bytesOf(await signed(e)), { keys: jwksOf(await testKey()) });
+    expect(v.artifacts.clinicalDocument.hashSigned).toBe(false);
+    expect(v.artifacts.clinicalDocument.sha256).toBe(
+      sha256Hex(canonicalJson((hs['clinicalDocument'] as Obj)['inline'])),
+    );
+  });
+
+  it('fetches s3 artifacts through the object store and checks the exact bytes', async () => {
+    const transcriptBytes = Buffer.from(
+      JSON.stringify(
+        envelopeJson()['healthscribe'] &&
+          (envelopeJson()['healthscribe'] as Obj)['transcript'] &&
+          ((envelopeJson()['healthscribe'] as Obj)['transcript'] as Obj)['inline'],
+        null,
+        1,
+      ),
+    );
+    const docBytes = Buffer.from(
+      JSON.stringify(((envelopeJson()['healthscribe'] as Obj)['clinicalDocument'] as Obj)['inline']),
+    );
+    const objects = new Map([
+      ['hs-out/job-1/transcript.json', transcriptBytes],
+      ['hs-out/job-1/summary.json', docBytes],
+    ]);
+    const e = envelopeJson({
+      healthscribe: {
+        jobName: 'job-1',
+        transcript: { uri: 's3://hs-out/job-1/transcript.json', sha256: sha256Hex(transcriptBytes) },
+        clinicalDocument: {
+          uri: 'https://hs-out.s3.us-east-1.amazonaws.com/job-1/summary.json',
+          sha256: sha256Hex(docBytes),
+        },
+      },
+    });
+    const seen: string[] = [];
+    const objectStore = {
+      async getObject(loc: { bucket: string; key: string }) {
+        seen.push(`${loc.bucket}/${loc.key}`);
+        const b = objects.get(`${loc.bucket}/${loc.key}`);
+        if (!b) throw new ScribeError('ARTIFACT_MISSING', 'no such key');
+        return b;
+      },
+    };
+    const keys = jwksOf(await testKey());
+    const v = await verifyEnvelope(bytesOf(await signed(e)), { keys, objectStore });
+    expect(seen.sort()).toEqual(['hs-out/job-1/summary.json', 'hs-out/job-1/transcript.json']);
+    expect(v.artifacts.transcript).toMatchObject({
+      source: 'uri',
+      hashSigned: true,
+      sha256: sha256Hex(transcriptBytes),
+    });
+    objects.set('hs-out/job-1/transcript.json', Buffer.concat([transcriptBytes, Buffer.from(' ')]));
+    const err = await verifyEnvelope(bytesOf(await signed(e)), { keys, objectStore }).catch(
+      (x: ScribeError) => x,
+    );
+    expect((err as ScribeError).code).toBe('ARTIFACT_HASH_MISMATCH');
+  });
+
+  it('locates artifacts by job name when none are given, and records the hashes as unsigned', async () => {
+    const t = Buffer.from(
+      JSON.stringify(((envelopeJson()['healthscribe'] as Obj)['transcript'] as Obj)['inline']),
+    );
+    const d = Buffer.from(
+      JSON.stringify(((envelopeJson()['healthscribe'] as Obj)['clinicalDocument'] as Obj)['inline']),
+    );
+    const e = envelopeJson({ healthscribe: { jobName: 'job-1' } });
+    const v = await verifyEnvelope(bytesOf(await signed(e)), {
+      keys: jwksOf(await testKey()),
+      jobLocator: {
+        locate: async (job) => ({
+          transcriptUri: `s3://b/${job}/transcript.json`,
+          clinicalDocumentUri: `s3://b/${job}/summary.json`,
+        }),
+      },
+      objectStore: { getObject: async ({ key }) => (key.endsWith('transcript.json') ? t : d) },
+    });
+    expect(v.artifacts.transcript).toMatchObject({
+      source: 'job',
+      hashSigned: false,
+      uri: 's3://b/job-1/transcript.json',
+    });
+  });
+
+  it('refuses file: URIs outside the command line', async () => {
+    const e = envelopeJson({
+      healthscribe: {
+        jobName: 'job-1',
+        transcript: { uri: 'file:transcript.json', sha256: sha256Hex('x') },
+        clinicalDocument: { uri: 'file:summary.json', sha256: sha256Hex('y') },
+      },
+    });
+    await expectCode(bytesOf(await signed(e)), 'ARTIFACT_URI_INVALID');
+  });
+
+  it('wraps unexpected failures as INTERNAL, never leaking another error type', async () => {
+    const err = await verifyEnvelope(bytesOf(await signed(envelopeJson())), {
+      keys: async () => {
+        throw new TypeError('boom');
+      },
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ScribeError);
+    expect((err as ScribeError).code).toBe('INTERNAL');
+  });
+});

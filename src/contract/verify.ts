@@ -1,0 +1,125 @@
+/**
+ * The whole input check, in the order the spec requires: the envelope's shape, then its signature and the
+ * artifact hashes, then everything that depends on the HealthScribe files (their schema, evidence SegmentIds,
+ * draft pointers), then edit classification. A VerifiedNote is the only thing later stages accept.
+ */
+import { ScribeError } from '../errors.ts';
+import { type ResolvedArtifact, type ResolveOptions, resolveArtifacts } from './artifacts.ts';
+import { type ClassifiedSentence, classifySentences, type RemovedDraftSentence } from './edits.ts';
+import { checkLifecycle, type Envelope, type ReadEnvelope, readEnvelope } from './envelope.ts';
+import {
+  type ClinicalDocument,
+  parseClinicalDocument,
+  parseTranscript,
+  sectionKey,
+  type Transcript,
+} from './healthscribe.ts';
+import type { JsonValue } from './json.ts';
+import { type Jwks, type SignatureCheck, signedContent, verifyDetachedJws } from './signature.ts';
+
+export interface VerifiedNote {
+  readonly envelope: Envelope;
+  readonly raw: { [k: string]: JsonValue };
+  /** The canonical signed bytes; byte-identical content means a duplicate, different content a conflict. */
+  readonly signedContent: Uint8Array;
+  readonly signature: SignatureCheck;
+  readonly artifacts: { readonly transcript: ResolvedArtifact; readonly clinicalDocument: ResolvedArtifact };
+  readonly transcript: Transcript;
+  readonly clinicalDocument: ClinicalDocument;
+  readonly sentences: readonly ClassifiedSentence[];
+  readonly removedDraftSentences: readonly RemovedDraftSentence[];
+}
+
+/** Where a tenant's review keys come from (a fixed set on the command line; per tenant in the service). */
+export type KeySource = Jwks | ((tenant: string) => Promise<Jwks>);
+
+export interface VerifyOptions extends ResolveOptions {
+  readonly keys: KeySource;
+  /** A name for locations in messages (a file path); never PHI. */
+  readonly source?: string;
+}
+
+/** Reads and verifies an envelope. Throws ScribeError only. */
+export async function verifyEnvelope(
+  input: string | Uint8Array | ReadEnvelope,
+  opts: VerifyOptions,
+): Promise<VerifiedNote> {
+  try {
+    const read =
+      typeof input === 'string' || input instanceof Uint8Array ? readEnvelope(input, opts.source) : input;
+    return await verifyRead(read, opts);
+  } catch (e) {
+    if (e instanceof ScribeError) throw e;
+    throw new ScribeError(
+      'INTERNAL',
+      `verification failed unexpectedly (${e instanceof Error ? e.name : 'non-error'})`,
+      { cause: e },
+    );
+  }
+}
+
+async function verifyRead({ envelope, raw }: ReadEnvelope, opts: VerifyOptions): Promise<VerifiedNote> {
+  const jwks = typeof opts.keys === 'function' ? await opts.keys(envelope.tenant) : opts.keys;
+  const content = signedContent(raw);
+  const signature = await verifyDetachedJws(
+    envelope.signature.jws,
+    content,
+    jwks,
+    envelope.signature.signedAt,
+  );
+  checkLifecycle(envelope);
+  const artifacts = await resolveArtifacts(envelope, opts);
+  const transcript = parseTranscript(artifacts.transcript.json, ['healthscribe', 'transcript']);
+  const clinicalDocument = parseClinicalDocument(artifacts.clinicalDocument.json, [
+    'healthscribe',
+    'clinicalDocument',
+  ]);
+  checkReferences(envelope, transcript, clinicalDocument);
+  const { sentences, removed } = classifySentences(envelope, clinicalDocument);
+  return {
+    envelope,
+    raw,
+    signedContent: content,
+    signature,
+    artifacts,
+    transcript,
+    clinicalDocument,
+    sentences,
+    removedDraftSentences: removed,
+  };
+}
+
+/** Every evidence SegmentId exists in the transcript; every draft pointer exists in the clinical document. */
+export function checkReferences(env: Envelope, transcript: Transcript, doc: ClinicalDocument): void {
+  env.note.sections.forEach((section, si) => {
+    section.sentences.forEach((s, i) => {
+      const path = `$.note.sections[${si}].sentences[${i}]`;
+      s.evidence.forEach((segmentId, ei) => {
+        if (!transcript.segments.has(segmentId)) {
+          throw new ScribeError(
+            'EVIDENCE_UNKNOWN_SEGMENT',
+            `sentence "${s.id}" cites segment "${segmentId}", which is not in the transcript`,
+            { where: `${path}.evidence[${ei}]` },
+          );
+        }
+      });
+      if (s.draft) {
+        const draftSection = doc.sections.get(sectionKey(s.draft.section));
+        if (!draftSection) {
+          throw new ScribeError(
+            'DRAFT_POINTER_INVALID',
+            `sentence "${s.id}" points to draft section "${s.draft.section}", which the clinical document does not have`,
+            { where: `${path}.draft.section` },
+          );
+        }
+        if (s.draft.index >= draftSection.Summary.length) {
+          throw new ScribeError(
+            'DRAFT_POINTER_INVALID',
+            `sentence "${s.id}" points to draft item ${s.draft.index} of "${s.draft.section}", which has ${draftSection.Summary.length} item(s)`,
+            { where: `${path}.draft.index` },
+          );
+        }
+      }
+    });
+  });
+}

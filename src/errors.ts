@@ -1,0 +1,291 @@
+/**
+ * One error type for the whole product. Every error a user can cause carries a stable string code, a message
+ * that says what is wrong, where it is (JSON path, sentence id, file:line) and what to do, and a disposition
+ * that tells the pipeline what to do with the work item that raised it.
+ *
+ * Codes are part of the contract (HTTP OperationOutcomes carry them as `urn:scribe-bridge:error|CODE`);
+ * never rename one, only add.
+ */
+
+/** What the pipeline does with an item that failed this way. */
+export type Disposition =
+  /** permanent: the input is wrong; retrying cannot help; tell the sender */
+  | 'reject'
+  /** transient: a dependency is down or slow; try again later */
+  | 'retry'
+  /** the outcome is unknown (sent, no answer): settle by read-back, never resend blindly */
+  | 'ambiguous'
+  /** internal or operator problem: park the item for an operator */
+  | 'dead-letter';
+
+/** FHIR IssueType codes we use (http://hl7.org/fhir/issue-type). */
+export type IssueType =
+  | 'invalid'
+  | 'structure'
+  | 'required'
+  | 'value'
+  | 'invariant'
+  | 'security'
+  | 'login'
+  | 'forbidden'
+  | 'not-found'
+  | 'conflict'
+  | 'duplicate'
+  | 'business-rule'
+  | 'transient'
+  | 'timeout'
+  | 'exception'
+  | 'not-supported'
+  | 'processing';
+
+interface CodeInfo {
+  readonly status: number;
+  readonly disposition: Disposition;
+  readonly issue: IssueType;
+  /** The default "what to do" advice, shown after the message unless the thrower gives a better one. */
+  readonly hint: string;
+}
+
+const RESEND = 'Fix the envelope in the review application and send it again.';
+
+/** The registry of stable error codes. */
+export const ERROR_CODES = {
+  // --- input: the signed-note envelope ---
+  ENVELOPE_JSON: {
+    status: 400,
+    disposition: 'reject',
+    issue: 'structure',
+    hint: 'Send the envelope as UTF-8 encoded JSON (RFC 8259).',
+  },
+  ENVELOPE_DUPLICATE_MEMBER: {
+    status: 400,
+    disposition: 'reject',
+    issue: 'structure',
+    hint: 'The envelope must be I-JSON (RFC 7493): remove the repeated member so that exactly one value is signed.',
+  },
+  ENVELOPE_SCHEMA: {
+    status: 400,
+    disposition: 'reject',
+    issue: 'structure',
+    hint: `See spec/signed-note-envelope.md for the exact shape. ${RESEND}`,
+  },
+  ENVELOPE_CONTROL_CHAR: {
+    status: 400,
+    disposition: 'reject',
+    issue: 'value',
+    hint: `Note text may contain TAB, LF and CR but no other control character. ${RESEND}`,
+  },
+  POINTER_INVALID: {
+    status: 400,
+    disposition: 'reject',
+    issue: 'structure',
+    hint: 'A queue pointer is {"kind":"signed-note-pointer","uri":"s3://…","sha256":"<64 hex>"}.',
+  },
+  LIFECYCLE_INVALID: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'business-rule',
+    hint: 'Revision 1 is final with no "replaces"; revision N > 1 is amended or entered-in-error with "replaces": N-1; nothing follows entered-in-error.',
+  },
+  // --- signature ---
+  SIGNATURE_INVALID: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'security',
+    hint: 'The signed content changed after signing, or it was signed with another key. Re-sign the exact envelope (RFC 8785 canonical form without signature.jws) in the review application.',
+  },
+  ALG_FORBIDDEN: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'security',
+    hint: 'Sign with one of ES256, ES384, RS256, RS384, PS256 or EdDSA.',
+  },
+  JWS_CRIT_UNSUPPORTED: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'security',
+    hint: 'Remove the "crit" header parameter; scribe-bridge understands no JWS extensions.',
+  },
+  KEY_UNKNOWN: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'security',
+    hint: "Publish the review application's public key in this tenant's JWKS, or sign with a key that is in it.",
+  },
+  KEYS_INVALID: {
+    status: 500,
+    disposition: 'dead-letter',
+    issue: 'processing',
+    hint: 'Fix the JWKS file: a JSON object {"keys":[…]} of public JWKs, each with a "kid".',
+  },
+  // --- HealthScribe artifacts ---
+  ARTIFACT_URI_INVALID: {
+    status: 400,
+    disposition: 'reject',
+    issue: 'value',
+    hint: 'Use s3://bucket/key, https://s3.<region>.amazonaws.com/bucket/key, https://bucket.s3.<region>.amazonaws.com/key, or (command line only) file:<relative path>.',
+  },
+  ARTIFACT_MISSING: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'not-found',
+    hint: 'Check that the HealthScribe output object exists at that location and that scribe-bridge may read it.',
+  },
+  ARTIFACT_UNAVAILABLE: {
+    status: 503,
+    disposition: 'retry',
+    issue: 'transient',
+    hint: 'The artifact store did not answer; scribe-bridge retries. If it persists, check S3 / Transcribe reachability and credentials.',
+  },
+  ARTIFACT_HASH_MISMATCH: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'security',
+    hint: 'The HealthScribe file is not the one that was signed. Do not deliver; find out who changed it.',
+  },
+  HEALTHSCRIBE_SCHEMA: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'structure',
+    hint: 'The file is not AWS HealthScribe transcript / clinical documentation output (see reference/healthscribe.md).',
+  },
+  HEALTHSCRIBE_PREVIEW_FORMAT: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'not-supported',
+    hint: 'This is the preview-era format (Subsections / EvidenceMap, before November 2023), which is not supported. Re-run the job on the current HealthScribe.',
+  },
+  HEALTHSCRIBE_JOB_NOT_READY: {
+    status: 503,
+    disposition: 'retry',
+    issue: 'transient',
+    hint: 'The HealthScribe job has not completed; scribe-bridge retries until it does.',
+  },
+  EVIDENCE_UNKNOWN_SEGMENT: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'invariant',
+    hint: 'Every evidence id must be a SegmentId of the signed transcript. Fix the review application so it only cites segments of this job.',
+  },
+  DRAFT_POINTER_INVALID: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'invariant',
+    hint: 'A draft pointer must name a section of the signed clinical document and an index within its Summary list.',
+  },
+  // --- command line and files ---
+  USAGE: {
+    status: 400,
+    disposition: 'reject',
+    issue: 'invalid',
+    hint: 'Run `scribe-bridge --help` for usage.',
+  },
+  FILE_UNREADABLE: {
+    status: 400,
+    disposition: 'reject',
+    issue: 'not-found',
+    hint: 'Check the path and its permissions.',
+  },
+  INTERNAL: {
+    status: 500,
+    disposition: 'dead-letter',
+    issue: 'exception',
+    hint: 'This is a scribe-bridge defect; report it with the log line that carries this error.',
+  },
+} as const satisfies Record<string, CodeInfo>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ScribeErrorOptions {
+  /** Where: a JSON path ($.note.sections[0]…), a sentence id, file:line:column. Never a PHI value. */
+  where?: string;
+  /** What to do, when better than the code's default advice. */
+  hint?: string;
+  /** Override the code's default disposition (e.g. a transport decides retry vs reject). */
+  disposition?: Disposition;
+  cause?: unknown;
+  /** Further located problems (e.g. every schema issue, not just the first). */
+  issues?: readonly LocatedIssue[];
+}
+
+/** One located problem inside a larger error. */
+export interface LocatedIssue {
+  readonly where: string;
+  readonly message: string;
+}
+
+/** A FHIR R4 OperationOutcome as the HTTP API returns it. */
+export interface OperationOutcomeJson {
+  resourceType: 'OperationOutcome';
+  issue: Array<{
+    severity: 'error' | 'fatal' | 'warning';
+    code: IssueType;
+    details: { coding: Array<{ system: string; code: string }>; text: string };
+    diagnostics?: string;
+    expression?: string[];
+  }>;
+}
+
+export const ERROR_SYSTEM = 'urn:scribe-bridge:error';
+
+/**
+ * The product's one error class. `message` is the full human sentence (what, where, what to do);
+ * `detail` is the "what" alone.
+ */
+export class ScribeError extends Error {
+  readonly code: ErrorCode;
+  readonly detail: string;
+  readonly where: string | undefined;
+  readonly hint: string;
+  readonly disposition: Disposition;
+  readonly status: number;
+  readonly issues: readonly LocatedIssue[];
+
+  constructor(code: ErrorCode, detail: string, opts: ScribeErrorOptions = {}) {
+    const info: CodeInfo = ERROR_CODES[code];
+    const hint = opts.hint ?? info.hint;
+    const where = opts.where;
+    super(`${code}: ${detail}${where ? ` (at ${where})` : ''}. ${hint}`, { cause: opts.cause });
+    this.name = 'ScribeError';
+    this.code = code;
+    this.detail = detail;
+    this.where = where;
+    this.hint = hint;
+    this.disposition = opts.disposition ?? info.disposition;
+    this.status = info.status;
+    this.issues = opts.issues ?? [];
+  }
+
+  /** The OperationOutcome for HTTP answers: one issue per located problem, each carrying the stable code. */
+  toOperationOutcome(): OperationOutcomeJson {
+    const info: CodeInfo = ERROR_CODES[this.code];
+    const coding = [{ system: ERROR_SYSTEM, code: this.code }];
+    const located =
+      this.issues.length > 0 ? this.issues : [{ where: this.where ?? '', message: this.detail }];
+    return {
+      resourceType: 'OperationOutcome',
+      issue: located.map((i) => ({
+        severity: 'error',
+        code: info.issue,
+        details: { coding, text: `${i.message}${i.where ? ` (at ${i.where})` : ''}` },
+        diagnostics: this.hint,
+        ...(i.where ? { expression: [i.where] } : {}),
+      })),
+    };
+  }
+
+  /** A log-safe summary: code, disposition and location only — never values. */
+  toLog(): { code: ErrorCode; disposition: Disposition; where?: string } {
+    return { code: this.code, disposition: this.disposition, ...(this.where ? { where: this.where } : {}) };
+  }
+}
+
+export function isScribeError(e: unknown): e is ScribeError {
+  return e instanceof ScribeError;
+}
+
+/** Wraps anything thrown into a ScribeError (INTERNAL unless it already is one). */
+export function toScribeError(e: unknown): ScribeError {
+  if (e instanceof ScribeError) return e;
+  return new ScribeError('INTERNAL', e instanceof Error ? e.name : 'non-error thrown', { cause: e });
+}
