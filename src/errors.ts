@@ -173,6 +173,43 @@ export const ERROR_CODES = {
     issue: 'invariant',
     hint: 'A draft pointer must name a section of the signed clinical document and an index within its Summary list.',
   },
+  // --- mappings ---
+  MAPPING_INVALID: {
+    status: 500,
+    disposition: 'dead-letter',
+    issue: 'invalid',
+    hint: 'Fix the mapping file at the place named, then run `scribe-bridge mappings check <file>`.',
+  },
+  MAPPING_NOT_FOUND: {
+    status: 500,
+    disposition: 'dead-letter',
+    issue: 'not-found',
+    hint: 'Name a shipped mapping id (us-core-docref, fhir-transaction, fhir-document, mdm) or a path to a mapping file.',
+  },
+  MAPPING_EVAL: {
+    status: 422,
+    disposition: 'dead-letter',
+    issue: 'processing',
+    hint: 'The mapping produced something it cannot carry for this note; fix the expression named, or the note.',
+  },
+  MAPPING_UNSUPPORTED: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'not-supported',
+    hint: 'Choose a mapping that supports this lifecycle step (see docs/mappings.md), or add an output for it to the mapping.',
+  },
+  MAPPING_PRIOR_REQUIRED: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'required',
+    hint: 'A retraction re-sends the retracted revision with status entered-in-error: give its envelope (`--prior <envelope>` on the command line).',
+  },
+  OUTPUT_INVALID: {
+    status: 500,
+    disposition: 'dead-letter',
+    issue: 'invariant',
+    hint: 'The mapping produced a resource that does not conform to its profile; nothing was delivered. Fix the mapping and replay.',
+  },
   // --- command line and files ---
   USAGE: {
     status: 400,
