@@ -61,7 +61,7 @@ const uit = {
       const v = table[k];
       return v === undefined || v === null ? [] : Array.isArray(v) ? v : [v];
     },
-    arity: { 2: ['String', 'String'] },
+    arity: { 2: ['String', 'String'] as ('String' | 'Any')[] },
   },
 };
 

@@ -93,7 +93,7 @@ function userInvocationTable(tables: Tables) {
   return {
     lookup: {
       fn: (_inputs: unknown[], table: unknown, key: unknown) => lookupRow(tables, table, key),
-      arity: { 2: ['String', 'String'] },
+      arity: { 2: ['String', 'String'] as ('String' | 'Any')[] },
     },
   };
 }
