@@ -5,6 +5,8 @@
 import { Command, CommanderError } from 'commander';
 import { ScribeError, toScribeError } from '../errors.ts';
 import { type Io, processIo } from './io.ts';
+import { mapCommand } from './map.ts';
+import { mappingsCheck, mappingsCoverage, mappingsDiff, mappingsTest } from './mappings.ts';
 import { verifyCommand } from './verify.ts';
 
 /** Exit codes: 0 ok; 1 the input failed a check; 2 usage; 70 internal error (sysexits EX_SOFTWARE). */
@@ -26,6 +28,93 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .option('--json', 'print one JSON result per envelope instead of text')
     .action(async (path: string, opts: { keys: string; json?: boolean }) => {
       code = await verifyCommand(path, opts, io);
+    });
+
+  program
+    .command('map')
+    .description(
+      'convert one envelope with one mapping (no delivery); prints the payload or writes it to --out',
+    )
+    .argument('<envelope>', 'the envelope JSON file (file: artifact URIs resolve relative to it)')
+    .requiredOption(
+      '--mapping <id|file>',
+      'a shipped mapping id (us-core-docref, fhir-transaction, fhir-document, mdm) or a mapping file',
+    )
+    .option('--out <path>', 'write the exact payload bytes here instead of printing them')
+    .option(
+      '--keys <jwks>',
+      'also verify the signature with these review keys (without them the signature is not checked)',
+    )
+    .option(
+      '--prior <envelope>',
+      'for a retraction: the envelope of the retracted revision (default: found beside the envelope)',
+    )
+    .option(
+      '--rendering <name...>',
+      'text renderings to include (e.g. plain html), instead of the mapping defaults',
+    )
+    .action(
+      async (
+        path: string,
+        opts: { mapping: string; out?: string; keys?: string; prior?: string; rendering?: string[] },
+      ) => {
+        code = await mapCommand(path, opts, io);
+      },
+    );
+
+  const mappings = program.command('mappings').description('author and test mapping files');
+  mappings
+    .command('check')
+    .description(
+      'lint mapping files: load, compile and render every probe note (errors name file:line and path)',
+    )
+    .argument('<mapping...>', 'mapping files or shipped ids')
+    .action(async (refs: string[]) => {
+      code = await mappingsCheck(refs, io);
+    });
+  mappings
+    .command('test')
+    .description('golden tests: render every envelope of a folder and compare with the checked-in outputs')
+    .option('--mapping <id|file...>', 'mappings to test (default: every shipped mapping)')
+    .option('--envelopes <dir>', 'envelopes to render', 'fixtures/envelopes/valid')
+    .option('--golden <dir>', 'golden outputs, one folder per mapping id', 'fixtures/golden')
+    .option('--keys <jwks>', 'verify the envelopes with these review keys')
+    .option('--update', 'accept the current output as the new golden files')
+    .option('--coverage', 'also report what each rendering did not carry')
+    .action(
+      async (opts: {
+        mapping?: string[];
+        envelopes: string;
+        golden: string;
+        keys?: string;
+        update?: boolean;
+        coverage?: boolean;
+      }) => {
+        code = await mappingsTest(opts, io);
+      },
+    );
+  mappings
+    .command('diff')
+    .description(
+      'render one envelope with two mappings (e.g. the previous and the new version) and show the difference',
+    )
+    .argument('<mapping-a>')
+    .argument('<mapping-b>')
+    .argument('<envelope>')
+    .option('--keys <jwks>', 'verify the envelope with these review keys')
+    .action(async (a: string, b: string, envelope: string, opts: { keys?: string }) => {
+      code = await mappingsDiff(a, b, envelope, opts, io);
+    });
+  mappings
+    .command('coverage')
+    .description(
+      'what a mapping did not carry from an envelope: sentences, evidence links, removed draft sentences, insights',
+    )
+    .argument('<envelope>')
+    .requiredOption('--mapping <id|file>', 'the mapping')
+    .option('--keys <jwks>', 'verify the envelope with these review keys')
+    .action(async (envelope: string, opts: { mapping: string; keys?: string }) => {
+      code = await mappingsCoverage(envelope, opts, io);
     });
 
   try {

@@ -92,14 +92,31 @@ export async function loadJwksFile(path: string): Promise<Jwks> {
   return parseJwks(json, path);
 }
 
-/** What is recorded about a verified signature. */
+/** What is recorded about a signature. */
 export interface SignatureCheck {
   readonly kid: string;
-  readonly alg: SignatureAlg;
-  /** RFC 7638 SHA-256 thumbprint (base64url) of the key that verified. */
-  readonly thumbprint: string;
+  readonly alg: string;
+  /** RFC 7638 SHA-256 thumbprint (base64url) of the key that verified (absent when not verified). */
+  readonly thumbprint?: string;
   readonly signedAt: string;
-  readonly verified: true;
+  /** False only for `scribe-bridge map` without keys: a dry run that never delivers. */
+  readonly verified: boolean;
+}
+
+/** Reads kid and alg from the protected header without verifying (for dry runs). Never throws. */
+export function peekJwsHeader(jws: string): { kid: string; alg: string } {
+  try {
+    const h = JSON.parse(new TextDecoder().decode(base64url.decode(jws.split('.')[0] ?? ''))) as Record<
+      string,
+      unknown
+    >;
+    return {
+      kid: typeof h['kid'] === 'string' ? h['kid'] : '',
+      alg: typeof h['alg'] === 'string' ? h['alg'] : '',
+    };
+  } catch {
+    return { kid: '', alg: '' };
+  }
 }
 
 const importedKeys = new WeakMap<JWK, Map<string, Promise<CryptoKey | Uint8Array>>>();

@@ -15,7 +15,13 @@ import {
   type Transcript,
 } from './healthscribe.ts';
 import type { JsonValue } from './json.ts';
-import { type Jwks, type SignatureCheck, signedContent, verifyDetachedJws } from './signature.ts';
+import {
+  type Jwks,
+  peekJwsHeader,
+  type SignatureCheck,
+  signedContent,
+  verifyDetachedJws,
+} from './signature.ts';
 
 export interface VerifiedNote {
   readonly envelope: Envelope;
@@ -34,7 +40,11 @@ export interface VerifiedNote {
 export type KeySource = Jwks | ((tenant: string) => Promise<Jwks>);
 
 export interface VerifyOptions extends ResolveOptions {
-  readonly keys: KeySource;
+  /**
+   * The tenant's review keys. `'skip-signature'` is for dry runs only (`scribe-bridge map` without --keys):
+   * everything else is checked, the signature is recorded as not verified, and nothing may be delivered.
+   */
+  readonly keys: KeySource | 'skip-signature';
   /** A name for locations in messages (a file path); never PHI. */
   readonly source?: string;
 }
@@ -59,14 +69,18 @@ export async function verifyEnvelope(
 }
 
 async function verifyRead({ envelope, raw }: ReadEnvelope, opts: VerifyOptions): Promise<VerifiedNote> {
-  const jwks = typeof opts.keys === 'function' ? await opts.keys(envelope.tenant) : opts.keys;
   const content = signedContent(raw);
-  const signature = await verifyDetachedJws(
-    envelope.signature.jws,
-    content,
-    jwks,
-    envelope.signature.signedAt,
-  );
+  let signature: SignatureCheck;
+  if (opts.keys === 'skip-signature') {
+    signature = {
+      ...peekJwsHeader(envelope.signature.jws),
+      signedAt: envelope.signature.signedAt,
+      verified: false,
+    };
+  } else {
+    const jwks = typeof opts.keys === 'function' ? await opts.keys(envelope.tenant) : opts.keys;
+    signature = await verifyDetachedJws(envelope.signature.jws, content, jwks, envelope.signature.signedAt);
+  }
   checkLifecycle(envelope);
   const artifacts = await resolveArtifacts(envelope, opts);
   const transcript = parseTranscript(artifacts.transcript.json, ['healthscribe', 'transcript']);

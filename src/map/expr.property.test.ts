@@ -5,10 +5,10 @@
 import fc from 'fast-check';
 import fhirpath from 'fhirpath';
 import { describe, expect, it } from 'vitest';
-import { compileExpr, type Tables } from './expr.ts';
+import { compileExpr, type Tables, userInvocationTable } from './expr.ts';
 
 const tables: Tables = {
-  sections: { PLAN: { code: '18776-5', title: 'Plan' }, A: { code: 'x' } },
+  sections: { PLAN: { code: '18776-5', title: 'Plan' }, A: { code: 'x' }, '*': {} },
   flags: { yes: true, no: false },
 };
 
@@ -53,17 +53,7 @@ const path: fc.Arbitrary<string> = fc.letrec((tie) => ({
   ),
 })).p as fc.Arbitrary<string>;
 
-const uit = {
-  lookup: {
-    fn: (_i: unknown[], t: unknown, k: unknown) => {
-      const table = typeof t === 'string' ? tables[t] : undefined;
-      if (!table || typeof k !== 'string' || !Object.hasOwn(table, k)) return [];
-      const v = table[k];
-      return v === undefined || v === null ? [] : Array.isArray(v) ? v : [v];
-    },
-    arity: { 2: ['String', 'String'] as ('String' | 'Any')[] },
-  },
-};
+const uit = userInvocationTable(tables);
 
 function outcome(f: () => unknown): { ok: unknown } | { threw: true } {
   try {

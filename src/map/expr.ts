@@ -89,7 +89,8 @@ export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]!);
 }
 
-function userInvocationTable(tables: Tables) {
+/** The functions scribe-bridge adds to FHIRPath, as fhirpath.js's user invocation table. */
+export function userInvocationTable(tables: Tables) {
   return {
     lookup: {
       fn: (_inputs: unknown[], table: unknown, key: unknown) => lookupRow(tables, table, key),
@@ -98,11 +99,29 @@ function userInvocationTable(tables: Tables) {
   };
 }
 
+/** A `lookup()` found no row for its key and the table has no `'*'` default row. */
+export class LookupMissError extends Error {
+  readonly table: string;
+  readonly key: string;
+  constructor(table: string, key: string) {
+    super(`table ${table} has no row for ${JSON.stringify(key)} and no '*' default row`);
+    this.name = 'LookupMissError';
+    this.table = table;
+    this.key = key;
+  }
+}
+
+/**
+ * The row of `table` for `key`; the `'*'` row when the key is missing; an error when neither exists — a code
+ * table that does not cover its input is a mapping defect, never silently an empty code.
+ */
 function lookupRow(tables: Tables, table: unknown, key: unknown): Collection {
   if (typeof table !== 'string' || typeof key !== 'string') return [];
   const t = tables[table];
-  if (!t || !Object.hasOwn(t, key)) return [];
-  return toCollection(t[key]);
+  if (!t) throw new LookupMissError(table, key);
+  if (Object.hasOwn(t, key)) return toCollection(t[key]);
+  if (Object.hasOwn(t, '*')) return toCollection(t['*']);
+  throw new LookupMissError(table, key);
 }
 
 /** Compiles a FHIRPath expression; throws ExprSyntaxError with line/column on a syntax error. */

@@ -160,10 +160,13 @@ function parseYaml(text: string, file: string): ParsedYaml {
     const p = lineCounter.linePos(offset);
     return `${file}:${p.line}:${p.col}`;
   };
-  const problems: LocatedIssue[] = doc.errors.map((e) => ({
-    where: at(e.pos[0]),
-    message: e.message.split('\n')[0]!,
-  }));
+  const lines = text.split('\n');
+  const problems: LocatedIssue[] = doc.errors.map((e) => {
+    const line = lines[lineCounter.linePos(e.pos[0]).line - 1] ?? '';
+    // `key: {{ expr }}` is a flow mapping to YAML; say what the author meant.
+    const hint = /:\s*\{\{/.test(line) ? ' — an unquoted {{ expression }}? Quote it: "{{ … }}"' : '';
+    return { where: at(e.pos[0]), message: `${e.message.split('\n')[0]!}${hint}` };
+  });
   visit(doc, {
     Pair(_k, pair) {
       if (isMap(pair.key) || isSeq(pair.key)) {

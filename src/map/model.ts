@@ -167,8 +167,9 @@ export function buildVars(
     signature: {
       kid: note.signature.kid,
       alg: note.signature.alg,
-      thumbprint: note.signature.thumbprint,
+      ...(note.signature.thumbprint ? { thumbprint: note.signature.thumbprint } : {}),
       signedAt: note.signature.signedAt,
+      verified: note.signature.verified,
     },
     ids: {
       note: noteIdentifier(key),

@@ -14,7 +14,14 @@
  * FHIR has no empty values, so empty strings, empty arrays and empty objects are omitted.
  */
 import { ScribeError } from '../errors.ts';
-import { type CompiledExpr, compileExpr, ExprSyntaxError, type Tables, type Vars } from './expr.ts';
+import {
+  type CompiledExpr,
+  compileExpr,
+  ExprSyntaxError,
+  LookupMissError,
+  type Tables,
+  type Vars,
+} from './expr.ts';
 
 /** Marks an omitted value. */
 export const OMIT: unique symbol = Symbol('omit');
@@ -101,7 +108,30 @@ function compileExpression(
       );
     }
   }
-  return compiled;
+  for (const m of source.matchAll(/lookup\(\s*'([^']*)'/g)) {
+    if (!Object.hasOwn(src.tables, m[1]!)) {
+      fail(src, path, `{{ ${source} }} looks up table ${m[1]}, which the mapping does not define`);
+    }
+  }
+  const where = `${src.locate(path)} (${pathText(path)})`;
+  const evaluate = compiled.evaluate;
+  return {
+    ...compiled,
+    evaluate: (vars) => {
+      try {
+        return evaluate(vars);
+      } catch (e) {
+        if (e instanceof LookupMissError)
+          throw new ScribeError('MAPPING_EVAL', `{{ ${source} }}: ${e.message}`, { where });
+        if (e instanceof ScribeError) throw e;
+        throw new ScribeError(
+          'MAPPING_EVAL',
+          `{{ ${source} }} failed: ${(e as Error).message.split('\n')[0]}`,
+          { where },
+        );
+      }
+    },
+  };
 }
 
 /** `%name` references (outside string literals). */

@@ -1,0 +1,44 @@
+import { rename, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { lifecycleMode, render } from '../map/engine.ts';
+import { MappingRegistry } from '../map/registry.ts';
+import type { Io } from './io.ts';
+import { findPrior, keysFromOption, noteFromFile } from './notes.ts';
+
+export interface MapOptions {
+  mapping: string;
+  out?: string;
+  keys?: string;
+  prior?: string;
+  rendering?: string[];
+}
+
+/** Writes a file atomically: a temporary file in the same folder, then a rename. */
+export async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = resolve(dirname(path), `.${Date.now().toString(36)}-${process.pid}.tmp`);
+  await writeFile(tmp, data);
+  await rename(tmp, path);
+}
+
+export async function mapCommand(envelopePath: string, opts: MapOptions, io: Io): Promise<number> {
+  const keys = await keysFromOption(opts.keys);
+  const note = await noteFromFile(envelopePath, keys);
+  const mapping = new MappingRegistry().get(opts.mapping);
+  const prior =
+    lifecycleMode(note) === 'retraction' ? await findPrior(note, envelopePath, opts.prior, keys) : undefined;
+  const rendering = render(mapping, {
+    note,
+    ...(prior ? { prior } : {}),
+    options: opts.rendering?.length ? { renderings: opts.rendering } : {},
+  });
+  if (opts.out) {
+    await writeAtomic(opts.out, rendering.body);
+    io.err(
+      `wrote ${opts.out}: ${rendering.mapping.id} ${rendering.mapping.version} ${rendering.mode}, ${Buffer.byteLength(rendering.body)} bytes, sha256 ${rendering.sha256}${note.signature.verified ? '' : ' (signature not checked: no --keys)'}\n`,
+    );
+  } else {
+    io.out(rendering.body);
+    if (!rendering.body.endsWith('\r') && !rendering.body.endsWith('\n')) io.out('\n');
+  }
+  return 0;
+}
