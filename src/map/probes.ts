@@ -34,6 +34,7 @@ export const TEMPLATE_SECTIONS: Readonly<Record<NoteTemplate, readonly string[]>
   PHYSICAL_SOAP: ['SUBJECTIVE', 'OBJECTIVE', 'ASSESSMENT', 'PLAN'],
 };
 
+// biome-ignore lint/suspicious/noTemplateCurlyInString: escaping-hostile text on purpose
 const TEXTS = [
   'Patient reports intermittent chest tightness for two weeks.',
   'Pain 7/10 | worse at night ^ relieved by rest ~ uses A&D ointment; path C:\\temp\\notes.',
