@@ -34,12 +34,12 @@ export const TEMPLATE_SECTIONS: Readonly<Record<NoteTemplate, readonly string[]>
   PHYSICAL_SOAP: ['SUBJECTIVE', 'OBJECTIVE', 'ASSESSMENT', 'PLAN'],
 };
 
-// biome-ignore lint/suspicious/noTemplateCurlyInString: escaping-hostile text on purpose
 const TEXTS = [
   'Patient reports intermittent chest tightness for two weeks.',
   'Pain 7/10 | worse at night ^ relieved by rest ~ uses A&D ointment; path C:\\temp\\notes.',
   'Line one of a sentence\nline two\r\nline three\rand a TAB\there.',
   'Émoji 😀, CJK 胸痛, Arabic ألم الصدر, Hebrew כאב בחזה, combining é.',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: escaping-hostile text on purpose
   '<script>alert(1)</script> ]]> &amp; {{x}} ${x} "quoted" \'single\'',
 ];
 
