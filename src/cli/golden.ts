@@ -6,8 +6,7 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { createTwoFilesPatch } from 'diff';
-import type { Jwks } from '../contract/signature.ts';
-import type { VerifiedNote } from '../contract/verify.ts';
+import type { KeySource, VerifiedNote } from '../contract/verify.ts';
 import { toScribeError } from '../errors.ts';
 import { lifecycleMode, type Rendering, render } from '../map/engine.ts';
 import type { Mapping } from '../map/mapping-file.ts';
@@ -45,7 +44,7 @@ export interface GoldenOptions {
   readonly mappings: readonly Mapping[];
   readonly envelopesDir: string;
   readonly goldenDir: string;
-  readonly keys?: Jwks;
+  readonly keys?: KeySource;
   readonly update?: boolean;
   readonly onResult?: (r: GoldenResult) => void;
 }

@@ -8,7 +8,17 @@ export interface Io {
   readonly progressStream: NodeJS.WritableStream;
 }
 
+let epipeHandled = false;
+
 export function processIo(): Io {
+  if (!epipeHandled) {
+    epipeHandled = true;
+    // `scribe-bridge map … | head`: a closed pipe is the reader's choice, not an error.
+    process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
   return {
     out: (s) => process.stdout.write(s),
     err: (s) => process.stderr.write(s),

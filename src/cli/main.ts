@@ -24,7 +24,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .command('verify')
     .description('verify envelope(s): schema, signature, artifact hashes, evidence and draft references')
     .argument('<envelope>', 'an envelope JSON file, or a directory of them (checked recursively)')
-    .requiredOption('--keys <jwks>', "the tenant's review keys (a JWKS file)")
+    .requiredOption('--keys <jwks|dir>', 'review keys: a JWKS file, or a folder of <tenant>.jwks.json files')
     .option('--json', 'print one JSON result per envelope instead of text')
     .action(async (path: string, opts: { keys: string; json?: boolean }) => {
       code = await verifyCommand(path, opts, io);

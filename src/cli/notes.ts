@@ -1,7 +1,8 @@
 /** Reading envelopes from files for the command line (where `file:` artifact URIs are allowed). */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { type Jwks, loadJwksFile } from '../contract/signature.ts';
+import type { KeySource } from '../contract/verify.ts';
 import { type VerifiedNote, verifyEnvelope } from '../contract/verify.ts';
 import { ScribeError } from '../errors.ts';
 
@@ -20,13 +21,42 @@ export async function readFileOrFail(path: string, what: string): Promise<Buffer
 }
 
 /** Verifies an envelope file; without keys the signature is skipped (dry run) and recorded as not verified. */
-export async function noteFromFile(path: string, keys: Jwks | undefined): Promise<VerifiedNote> {
+export async function noteFromFile(path: string, keys: KeySource | undefined): Promise<VerifiedNote> {
   const bytes = await readFileOrFail(path, 'envelope');
   return verifyEnvelope(bytes, { keys: keys ?? 'skip-signature', envelopeDir: dirname(path), source: path });
 }
 
-export async function keysFromOption(path: string | undefined): Promise<Jwks | undefined> {
-  return path ? loadJwksFile(path) : undefined;
+/**
+ * `--keys`: a JWKS file (every envelope is checked against it), or a folder of `<tenant>.jwks.json` files
+ * (each envelope against its own tenant's keys — the layout `scribe-bridge serve` uses in ./keys).
+ */
+export async function keysFromOption(path: string | undefined): Promise<KeySource | undefined> {
+  if (!path) return undefined;
+  let isDir = false;
+  try {
+    isDir = (await stat(path)).isDirectory();
+  } catch {
+    throw new ScribeError('FILE_UNREADABLE', 'no such JWKS file or folder', { where: path });
+  }
+  if (!isDir) return loadJwksFile(path);
+  const cache = new Map<string, Promise<Jwks>>();
+  return (tenant: string) => {
+    let p = cache.get(tenant);
+    if (!p) {
+      const file = join(path, `${tenant}.jwks.json`);
+      p = loadJwksFile(file).catch((e: unknown) => {
+        if (e instanceof ScribeError && e.code === 'FILE_UNREADABLE') {
+          throw new ScribeError('KEY_UNKNOWN', `no review keys for tenant ${JSON.stringify(tenant)}`, {
+            where: file,
+            hint: `Put the tenant's public JWKS at ${file}.`,
+          });
+        }
+        throw e;
+      });
+      cache.set(tenant, p);
+    }
+    return p;
+  };
 }
 
 /**
@@ -37,7 +67,7 @@ export async function findPrior(
   note: VerifiedNote,
   envelopePath: string,
   priorPath: string | undefined,
-  keys: Jwks | undefined,
+  keys: KeySource | undefined,
 ) {
   if (priorPath) return noteFromFile(priorPath, keys);
   const e = note.envelope;

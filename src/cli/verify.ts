@@ -2,10 +2,10 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { countEditClasses } from '../contract/edits.ts';
-import { loadJwksFile } from '../contract/signature.ts';
-import { type VerifiedNote, verifyEnvelope } from '../contract/verify.ts';
+import { type KeySource, type VerifiedNote, verifyEnvelope } from '../contract/verify.ts';
 import { ScribeError, toScribeError } from '../errors.ts';
 import type { Io } from './io.ts';
+import { keysFromOption } from './notes.ts';
 
 /** One line, no PHI: ids, counts and the key — never names, identifier values or text. */
 export function summarize(v: VerifiedNote): string {
@@ -58,7 +58,7 @@ async function listJson(dir: string): Promise<string[]> {
     .sort();
 }
 
-async function verifyFile(file: string, keys: Awaited<ReturnType<typeof loadJwksFile>>) {
+async function verifyFile(file: string, keys: KeySource) {
   let bytes: Uint8Array;
   try {
     bytes = await readFile(file);
@@ -77,7 +77,7 @@ export async function verifyCommand(
   opts: { keys: string; json?: boolean },
   io: Io,
 ): Promise<number> {
-  const keys = await loadJwksFile(opts.keys);
+  const keys = (await keysFromOption(opts.keys))!;
   let info: Awaited<ReturnType<typeof stat>>;
   try {
     info = await stat(path);

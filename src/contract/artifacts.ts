@@ -112,7 +112,16 @@ async function fetchBytes(uri: string, opts: ResolveOptions, where: string): Pro
         },
       );
     }
-    const path = isAbsolute(loc.path) ? loc.path : resolvePath(opts.envelopeDir, loc.path);
+    if (isAbsolute(loc.path)) {
+      throw new ScribeError(
+        'ARTIFACT_URI_INVALID',
+        'a file: URI is a path relative to the envelope file, not an absolute path',
+        {
+          where,
+        },
+      );
+    }
+    const path = resolvePath(opts.envelopeDir, loc.path);
     try {
       return await readFile(path);
     } catch (e) {

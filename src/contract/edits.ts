@@ -75,6 +75,8 @@ export function classifySentences(
     });
   });
   const removed: RemovedDraftSentence[] = [];
+  // A retraction (entered-in-error) carries no sentences: it withdraws the note, it does not remove its draft.
+  if (env.status === 'entered-in-error') return { sentences, removed };
   for (const [key, section] of doc.sections) {
     section.Summary.forEach((item, index) => {
       if (norm(item.SummarizedSegment) === '') return; // empty draft items are not sentences (quirk Q4)

@@ -171,34 +171,42 @@ export function readEnvelope(input: string | Uint8Array, source?: string): ReadE
     );
   }
   const envelope = r.data;
-  checkControlCharacters(envelope, json);
+  checkControlCharacters(envelope, json.value, json);
   checkSentenceIds(envelope, json);
   return { envelope, raw: json.value as { [k: string]: JsonValue }, json };
 }
 
-function checkControlCharacters(env: Envelope, json: StrictJson): void {
-  env.note.sections.forEach((section, si) => {
-    if (FORBIDDEN_CONTROL.test(section.name)) {
-      const path: PathSegment[] = ['note', 'sections', si, 'name'];
+/**
+ * Forbidden control characters anywhere in the signed envelope except inside HealthScribe's own inline files:
+ * the spec forbids them in note text (they break HL7 framing), and names, identifiers and ids travel into HL7
+ * and FHIR fields just the same. The message names the sentence when the string belongs to one.
+ */
+function checkControlCharacters(env: Envelope, raw: unknown, json: StrictJson): void {
+  const visit = (v: unknown, path: PathSegment[]): void => {
+    if (typeof v === 'string') {
+      if (!FORBIDDEN_CONTROL.test(v)) return;
+      const inSentence = path[0] === 'note' && path[3] === 'sentences' && typeof path[4] === 'number';
+      const sentence = inSentence
+        ? env.note.sections[path[2] as number]?.sentences[path[4] as number]
+        : undefined;
+      const what = sentence ? `sentence ${JSON.stringify(sentence.id)}` : `the member at ${formatPath(path)}`;
       throw new ScribeError(
         'ENVELOPE_CONTROL_CHAR',
-        'a section name contains a forbidden control character',
+        `${what} contains a forbidden control character (U+${codeOf(v)})`,
         {
           where: located(path, json),
         },
       );
     }
-    section.sentences.forEach((s, i) => {
-      if (FORBIDDEN_CONTROL.test(s.text)) {
-        const path: PathSegment[] = ['note', 'sections', si, 'sentences', i, 'text'];
-        throw new ScribeError(
-          'ENVELOPE_CONTROL_CHAR',
-          `sentence "${s.id}" contains a forbidden control character (U+${codeOf(s.text)})`,
-          { where: located(path, json) },
-        );
+    if (Array.isArray(v)) v.forEach((x, i) => visit(x, [...path, i]));
+    else if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'inline' && path[0] === 'healthscribe' && path.length === 2) continue; // HealthScribe's own file
+        visit(x, [...path, k]);
       }
-    });
-  });
+    }
+  };
+  visit(raw, []);
 }
 
 function codeOf(text: string): string {

@@ -112,7 +112,7 @@ export function checkReferences(env: Envelope, transcript: Transcript, doc: Clin
         if (!transcript.segments.has(segmentId)) {
           throw new ScribeError(
             'EVIDENCE_UNKNOWN_SEGMENT',
-            `sentence "${s.id}" cites segment "${segmentId}", which is not in the transcript`,
+            `sentence ${JSON.stringify(s.id)} cites segment ${JSON.stringify(segmentId)}, which is not in the transcript`,
             { where: `${path}.evidence[${ei}]` },
           );
         }
@@ -122,14 +122,14 @@ export function checkReferences(env: Envelope, transcript: Transcript, doc: Clin
         if (!draftSection) {
           throw new ScribeError(
             'DRAFT_POINTER_INVALID',
-            `sentence "${s.id}" points to draft section "${s.draft.section}", which the clinical document does not have`,
+            `sentence ${JSON.stringify(s.id)} points to draft section ${JSON.stringify(s.draft.section)}, which the clinical document does not have`,
             { where: `${path}.draft.section` },
           );
         }
         if (s.draft.index >= draftSection.Summary.length) {
           throw new ScribeError(
             'DRAFT_POINTER_INVALID',
-            `sentence "${s.id}" points to draft item ${s.draft.index} of "${s.draft.section}", which has ${draftSection.Summary.length} item(s)`,
+            `sentence ${JSON.stringify(s.id)} points to draft item ${s.draft.index} of ${JSON.stringify(s.draft.section)}, which has ${draftSection.Summary.length} item(s)`,
             { where: `${path}.draft.index` },
           );
         }
