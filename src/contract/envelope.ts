@@ -198,8 +198,9 @@ function checkControlCharacters(env: Envelope, raw: unknown, json: StrictJson): 
         },
       );
     }
-    if (Array.isArray(v)) v.forEach((x, i) => visit(x, [...path, i]));
-    else if (v && typeof v === 'object') {
+    if (Array.isArray(v)) {
+      for (const [i, x] of v.entries()) visit(x, [...path, i]);
+    } else if (v && typeof v === 'object') {
       for (const [k, x] of Object.entries(v)) {
         if (k === 'inline' && path[0] === 'healthscribe' && path.length === 2) continue; // HealthScribe's own file
         visit(x, [...path, k]);
