@@ -50,6 +50,11 @@ const path: fc.Arbitrary<string> = fc.letrec((tie) => ({
     tie('p').map((p) => `${p}.not()`),
     tie('p').map((p) => `${p}.escape('html')`),
     fc.tuple(fc.constantFrom('sections', 'flags', 'none'), tie('p')).map(([t, p]) => `lookup('${t}', ${p})`),
+    tie('p').map((p) => `${p}.upper()`),
+    tie('p').map((p) => `${p}.lower()`),
+    fc.constantFrom("'PLAN'", "'text'", '{}', '0', '2'),
+    fc.tuple(tie('p'), tie('p'), tie('p')).map(([c, a, b]) => `iif(${c}, ${a}, ${b})`),
+    fc.tuple(tie('p'), tie('p')).map(([c, a]) => `iif(${c}, ${a})`),
   ),
 })).p as fc.Arbitrary<string>;
 
@@ -75,7 +80,7 @@ describe('FHIRPath fast subset', () => {
         );
         expect(ours, expr).toEqual(theirs);
       }),
-      { numRuns: 3000 },
+      { numRuns: 5000 },
     );
   });
 

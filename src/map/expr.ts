@@ -8,8 +8,9 @@
  * with direct property access; everything else runs through fhirpath.js. The subset's results equal
  * fhirpath.js's for the same inputs (a property test, `expr.property.test.ts`, checks that):
  *
- *   %var  ·  .member  ·  [integer literal]  ·  .first()  ·  .exists()  ·  .empty()  ·  .not()
- *   ·  .escape('html')  ·  lookup('table', <subset expression>)
+ *   %var  ·  'string' and integer literals  ·  {}  ·  .member  ·  [integer literal]  ·  .first()  ·  .exists()
+ *   ·  .empty()  ·  .not()  ·  .upper()  ·  .lower()  ·  .escape('html')  ·  iif(c, a[, b])
+ *   ·  lookup('table', <subset expression>)
  *
  * `lookup(table, key)` is the one function scribe-bridge adds to FHIRPath: the row of a mapping code table.
  */
@@ -173,6 +174,7 @@ function compileTerm(n: AstNode, tables: Tables): Fast | undefined {
         return (vars) => toCollection(vars[name]);
       }
       if (t?.type === 'InvocationTerm') return compileFunctionTerm(t, tables);
+      if (t?.type === 'LiteralTerm') return compileLiteral(t);
       return undefined;
     }
     case 'InvocationExpression': {
@@ -269,6 +271,15 @@ function compileMethod(base: Fast, inv: AstNode): Fast | undefined {
       return items?.length === 0 ? [] : undefined;
     };
   }
+  if ((f.name === 'upper' || f.name === 'lower') && f.params.length === 0) {
+    const upper = f.name === 'upper';
+    return (vars) => {
+      const items = base(vars);
+      if (items?.length === 1 && typeof items[0] === 'string')
+        return [upper ? items[0].toUpperCase() : items[0].toLowerCase()];
+      return items?.length === 0 ? [] : undefined;
+    };
+  }
   if (f.name === 'escape' && f.params.length === 1 && stringLiteral(f.params[0]) === 'html') {
     return (vars) => {
       const items = base(vars);
@@ -279,8 +290,35 @@ function compileMethod(base: Fast, inv: AstNode): Fast | undefined {
   return undefined;
 }
 
+function compileLiteral(t: AstNode): Fast | undefined {
+  const lit = t.children?.[0];
+  if (lit?.type === 'NullLiteral' || (!lit && t.text === '{}')) return () => [];
+  if (lit?.type === 'NumberLiteral' && lit.text && /^\d{1,15}$/.test(lit.text)) {
+    const n = [Number(lit.text)];
+    return () => n;
+  }
+  const str = stringLiteral({ type: 'TermExpression', children: [t] });
+  if (str !== undefined) return () => [str];
+  return undefined;
+}
+
+/** iif(criterion, true-result[, otherwise-result]): branches evaluated only when chosen, as in fhirpath.js. */
+function compileIif(params: AstNode[], tables: Tables): Fast | undefined {
+  if (params.length < 2 || params.length > 3) return undefined;
+  const [c, a, b] = params.map((p) => compileTerm(unwrap(p) ?? p, tables));
+  if (!c || !a || (params.length === 3 && !b)) return undefined;
+  return (vars) => {
+    const cond = c(vars);
+    if (cond === undefined) return undefined;
+    if (cond.length === 1 && cond[0] === true) return a(vars);
+    return b ? b(vars) : [];
+  };
+}
+
 function compileFunctionTerm(t: AstNode, tables: Tables): Fast | undefined {
-  const f = functionParts(t.children?.[0]?.children?.[0]);
+  const call = functionParts(t.children?.[0]?.children?.[0]);
+  if (call?.name === 'iif') return compileIif(call.params, tables);
+  const f = call;
   if (f?.name !== 'lookup' || f.params.length !== 2) return undefined;
   const table = stringLiteral(f.params[0]);
   const key = f.params[1] && compileTerm(unwrap(f.params[1]) ?? f.params[1], tables);

@@ -20,6 +20,7 @@
  * aiDerived, elementId, provenanceId, provenanceUuid, draft {section, index}, evidence[] of
  * {segmentId, begin, end, role}.
  */
+import type { ClassifiedSentence } from '../contract/edits.ts';
 import type { VerifiedNote } from '../contract/verify.ts';
 import type { Vars } from './expr.ts';
 import {
@@ -59,6 +60,136 @@ export function titleFromToken(token: string): string {
     .join(' ');
 }
 
+/**
+ * A sentence as mappings see it. The ids and the resolved evidence are computed on first read (prototype
+ * getters, memoised): most mappings read neither, hashing costs microseconds per id, and a typical note has
+ * ~270 evidence links. FHIRPath reads members with plain property access, so getters behave like fields.
+ */
+class SentenceVar {
+  readonly id: string;
+  readonly text: string;
+  readonly section: string;
+  readonly sectionKey: string;
+  readonly sectionIndex: number;
+  readonly index: number;
+  readonly number: number;
+  readonly editClass: string;
+  readonly aiDerived: boolean;
+  readonly elementId: string;
+  readonly draft?: { readonly section: string; readonly index: number };
+  readonly #key: NoteKey;
+  readonly #source: ClassifiedSentence;
+  readonly #segments: VerifiedNote['transcript']['segments'];
+  #provenanceId?: string;
+  #provenanceUuid?: string;
+  #evidence?: unknown[];
+
+  constructor(
+    s: ClassifiedSentence,
+    number: number,
+    key: NoteKey,
+    segments: VerifiedNote['transcript']['segments'],
+  ) {
+    this.id = s.id;
+    this.text = s.text;
+    this.section = s.section;
+    this.sectionKey = s.section.trim().toUpperCase();
+    this.sectionIndex = s.sectionIndex;
+    this.index = s.index;
+    this.number = number;
+    this.editClass = s.editClass;
+    this.aiDerived = s.editClass !== 'clinician-added';
+    this.elementId = `sentence-${s.id}`;
+    if (s.draft) this.draft = { section: s.draft.section, index: s.draft.index };
+    this.#key = key;
+    this.#source = s;
+    this.#segments = segments;
+  }
+
+  get provenanceId(): string {
+    this.#provenanceId ??= resourceId(this.#key, 'Provenance', this.id);
+    return this.#provenanceId;
+  }
+
+  get provenanceUuid(): string {
+    this.#provenanceUuid ??= uuidFor(this.#key, 'Provenance', this.id);
+    return this.#provenanceUuid;
+  }
+
+  get evidence(): unknown[] {
+    this.#evidence ??= this.#source.evidence.map((segmentId) => {
+      const seg = this.#segments.get(segmentId)!;
+      return {
+        segmentId,
+        begin: seg.BeginAudioTime,
+        end: seg.EndAudioTime,
+        role: seg.ParticipantDetails.ParticipantRole,
+      };
+    });
+    return this.#evidence;
+  }
+}
+
+/** `%ids`: every deterministic identifier of the note, computed on first read. */
+class NoteIds {
+  readonly #key: NoteKey;
+  readonly #jobKey: NoteKey;
+  readonly segmentSystem: string;
+  readonly #memo = new Map<string, unknown>();
+
+  constructor(key: NoteKey, jobKey: NoteKey, segmentSystem: string) {
+    this.#key = key;
+    this.#jobKey = jobKey;
+    this.segmentSystem = segmentSystem;
+  }
+
+  #once<T>(name: string, f: () => T): T {
+    let v = this.#memo.get(name) as T | undefined;
+    if (v === undefined) {
+      v = f();
+      this.#memo.set(name, v);
+    }
+    return v;
+  }
+
+  get note() {
+    return this.#once('note', () => noteIdentifier(this.#key));
+  }
+  get document() {
+    return this.#once('document', () => documentIdentifier(this.#key));
+  }
+  get draftSystem() {
+    return this.segmentSystem.replace(/:segment$/, ':draft');
+  }
+  get signOffProvenanceId() {
+    return this.#once('spi', () => resourceId(this.#key, 'Provenance', '#sign-off'));
+  }
+  get signOffProvenanceUuid() {
+    return this.#once('spu', () => uuidFor(this.#key, 'Provenance', '#sign-off'));
+  }
+  get documentReferenceId() {
+    return this.#once('dri', () => resourceId(this.#key, 'DocumentReference'));
+  }
+  get documentReferenceUuid() {
+    return this.#once('dru', () => uuidFor(this.#key, 'DocumentReference'));
+  }
+  get compositionId() {
+    return this.#once('ci', () => resourceId(this.#key, 'Composition'));
+  }
+  get compositionUuid() {
+    return this.#once('cu', () => uuidFor(this.#key, 'Composition'));
+  }
+  get deviceId() {
+    return this.#once('di', () => resourceId(this.#jobKey, 'Device'));
+  }
+  get deviceUuid() {
+    return this.#once('du', () => uuidFor(this.#jobKey, 'Device'));
+  }
+  get bundleUuid() {
+    return this.#once('bu', () => uuidFor(this.#key, 'Bundle'));
+  }
+}
+
 function keyOf(note: VerifiedNote, revision = note.envelope.revision): NoteKey {
   return { tenant: note.envelope.tenant, noteId: note.envelope.noteId, revision };
 }
@@ -75,36 +206,14 @@ export function buildVars(
   const job = env.healthscribe.jobName ?? env.healthscribe.sessionId!;
   const segSystem = segmentSystem(env.tenant, job);
   const segments = note.transcript.segments;
+  const jobKey: NoteKey = { tenant: env.tenant, noteId: `job:${job}`, revision: 0 };
 
-  const sentences: Record<string, unknown>[] = [];
+  const sentences: SentenceVar[] = [];
   const sections = env.note.sections.map((section, sectionIndex) => {
     const own = note.sentences
       .filter((s) => s.sectionIndex === sectionIndex)
       .map((s) => {
-        const sentence = {
-          id: s.id,
-          text: s.text,
-          section: s.section,
-          sectionKey: s.section.trim().toUpperCase(),
-          sectionIndex,
-          index: s.index,
-          number: sentences.length + 1,
-          editClass: s.editClass,
-          aiDerived: s.editClass !== 'clinician-added',
-          elementId: `sentence-${s.id}`,
-          provenanceId: resourceId(key, 'Provenance', s.id),
-          provenanceUuid: uuidFor(key, 'Provenance', s.id),
-          ...(s.draft ? { draft: { section: s.draft.section, index: s.draft.index } } : {}),
-          evidence: s.evidence.map((segmentId) => {
-            const seg = segments.get(segmentId)!;
-            return {
-              segmentId,
-              begin: seg.BeginAudioTime,
-              end: seg.EndAudioTime,
-              role: seg.ParticipantDetails.ParticipantRole,
-            };
-          }),
-        };
+        const sentence = new SentenceVar(s, sentences.length + 1, key, segments);
         sentences.push(sentence);
         return sentence;
       });
@@ -145,7 +254,7 @@ export function buildVars(
       ...(env.replaces ? { replaces: env.replaces } : {}),
       template: env.template,
       signedAt: env.signature.signedAt,
-      hasAiContent: sentences.some((s) => s['aiDerived'] === true),
+      hasAiContent: sentences.some((s) => s.aiDerived),
       sections,
       sentences,
       removed: note.removedDraftSentences.map((r) => ({ section: r.section, index: r.index, text: r.text })),
@@ -171,21 +280,7 @@ export function buildVars(
       signedAt: note.signature.signedAt,
       verified: note.signature.verified,
     },
-    ids: {
-      note: noteIdentifier(key),
-      document: documentIdentifier(key),
-      segmentSystem: segSystem,
-      draftSystem: segSystem.replace(/:segment$/, ':draft'),
-      signOffProvenanceId: resourceId(key, 'Provenance', '#sign-off'),
-      signOffProvenanceUuid: uuidFor(key, 'Provenance', '#sign-off'),
-      documentReferenceId: resourceId(key, 'DocumentReference'),
-      documentReferenceUuid: uuidFor(key, 'DocumentReference'),
-      compositionId: resourceId(key, 'Composition'),
-      compositionUuid: uuidFor(key, 'Composition'),
-      deviceId: resourceId({ tenant: env.tenant, noteId: `job:${job}`, revision: 0 }, 'Device'),
-      deviceUuid: uuidFor({ tenant: env.tenant, noteId: `job:${job}`, revision: 0 }, 'Device'),
-      bundleUuid: uuidFor(key, 'Bundle'),
-    },
+    ids: new NoteIds(key, jobKey, segSystem),
     prior,
     retraction: retraction
       ? {

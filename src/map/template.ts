@@ -253,7 +253,23 @@ function compileObject(
     for (const [name, expr] of Object.entries(l as Record<string, unknown>)) {
       if (typeof expr !== 'string')
         fail(src, [...path, '$let', name], '$let values are FHIRPath expressions (strings)');
-      lets.push([name, compileExpression(stripBraces(expr), [...path, '$let', name], src, inner)]);
+      // A bare expression, or a text with {{ }} placeholders ("urn:uuid:{{ %ids.compositionUuid }}").
+      const isText = expr.includes('{{') && !/^\s*\{\{[\s\S]*\}\}\s*$/.test(expr);
+      const letPath = [...path, '$let', name];
+      if (isText) {
+        const text = compileString(expr, letPath, src, inner);
+        lets.push([
+          name,
+          {
+            source: expr,
+            fast: true,
+            evaluate: (vars) => {
+              const v = text(vars);
+              return v === OMIT ? [] : [v];
+            },
+          },
+        ]);
+      } else lets.push([name, compileExpression(stripBraces(expr), letPath, src, inner)]);
       inner = { ...inner, vars: new Set([...inner.vars, name]) };
     }
   }
