@@ -210,6 +210,12 @@ export const ERROR_CODES = {
     issue: 'invariant',
     hint: 'The mapping produced a resource that does not conform to its profile; nothing was delivered. Fix the mapping and replay.',
   },
+  PROFILES_INVALID: {
+    status: 500,
+    disposition: 'dead-letter',
+    issue: 'processing',
+    hint: 'Every file in the configured FHIR profile folders must be a readable JSON conformance resource, and US Core 8 (with snapshots) must be loaded; fix or remove the file named.',
+  },
   // --- command line and files ---
   USAGE: {
     status: 400,

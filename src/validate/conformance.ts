@@ -1,0 +1,158 @@
+/**
+ * Keeping every delivered resource conformant, at a cost a typical note can afford (docs/mappings.md
+ * § Validation).
+ *
+ * - `prove(mapping)`, once per mapping version: render every probe note (src/map/probes.ts) and validate each
+ *   output in full — base R4, US Core 8 DocumentReference / Provenance, the project's extension profiles,
+ *   required bindings, invariants (fhir.ts). This proves what cannot vary between notes: the structure the
+ *   templates write, profile slices and invariants, fixed codes.
+ * - `check(rendering)`, per note: what can vary — a typed walk of the output (typed-walk.ts: known elements,
+ *   cardinality, required elements, every primitive's lexical form), the required-binding code checks, and the
+ *   value rules of our own extensions (edit-class code, audio offsets in order, artifact hashes).
+ *
+ * A rendering that fails either is refused with the validator's messages (OUTPUT_INVALID) and never delivered.
+ */
+import type { Resource } from '@medplum/fhirtypes';
+import { ScribeError } from '../errors.ts';
+import { type Rendering, render } from '../map/engine.ts';
+import type { Mapping } from '../map/mapping-file.ts';
+import { probeNotes } from '../map/probes.ts';
+import { checkCodes } from './bindings.ts';
+import { validateFhir } from './fhir.ts';
+import { eachResource, type Issue } from './issues.ts';
+import type { ProfileRegistry } from './profiles.ts';
+import { typedWalk } from './typed-walk.ts';
+
+const EXT = 'https://fhir.scribe-bridge.dev/StructureDefinition/';
+const EDIT_CLASSES = new Set(['ai-verbatim', 'clinician-edited', 'clinician-added']);
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+export interface ProofReport {
+  readonly mapping: { readonly id: string; readonly version: string; readonly digest: string };
+  readonly probes: number;
+  readonly resources: number;
+  readonly warnings: readonly Issue[];
+}
+
+function refuse(what: string, issues: readonly { path: string; message: string }[]): ScribeError {
+  const first = issues[0]!;
+  return new ScribeError('OUTPUT_INVALID', `${what}: ${issues.length} problem(s), first: ${first.message}`, {
+    where: first.path,
+    issues: issues.map((i) => ({ where: i.path, message: i.message })),
+  });
+}
+
+/** Our own extensions' value rules, without FHIRPath (the full check evaluates their invariants). */
+function checkOwnExtensions(resource: unknown, issues: { path: string; message: string }[], path = ''): void {
+  if (Array.isArray(resource)) {
+    resource.forEach((x, i) => {
+      checkOwnExtensions(x, issues, `${path}[${i}]`);
+    });
+    return;
+  }
+  if (!resource || typeof resource !== 'object') return;
+  const obj = resource as Record<string, unknown>;
+  const url = obj['url'];
+  if (typeof url === 'string' && url.startsWith(EXT)) {
+    const name = url.slice(EXT.length);
+    if (name === 'edit-class' && !EDIT_CLASSES.has(obj['valueCode'] as string)) {
+      issues.push({
+        path,
+        message: 'edit-class needs valueCode ai-verbatim, clinician-edited or clinician-added',
+      });
+    } else if (name === 'audio-offset') {
+      const r = obj['valueRange'] as { low?: { value?: unknown }; high?: { value?: unknown } } | undefined;
+      const low = r?.low?.value;
+      const high = r?.high?.value;
+      if (typeof low !== 'number' || typeof high !== 'number' || low > high) {
+        issues.push({ path, message: 'audio-offset needs a low and a high time in seconds, low ≤ high' });
+      }
+    } else if (name === 'artifact-sha256' && !SHA256_HEX.test(obj['valueString'] as string)) {
+      issues.push({ path, message: 'artifact-sha256 needs 64 lower-case hex digits' });
+    }
+  }
+  for (const [k, v] of Object.entries(obj))
+    if (v && typeof v === 'object') checkOwnExtensions(v, issues, path ? `${path}.${k}` : k);
+}
+
+export class Conformance {
+  readonly #registry: ProfileRegistry;
+  readonly #proofs = new Map<string, Promise<ProofReport>>();
+
+  constructor(registry: ProfileRegistry) {
+    this.#registry = registry;
+  }
+
+  /** Full validation of every probe output; cached per mapping digest. Throws OUTPUT_INVALID. */
+  prove(mapping: Mapping): Promise<ProofReport> {
+    let p = this.#proofs.get(mapping.digest);
+    if (!p) {
+      p = this.#prove(mapping);
+      this.#proofs.set(mapping.digest, p);
+      p.catch(() => this.#proofs.delete(mapping.digest));
+    }
+    return p;
+  }
+
+  async #prove(mapping: Mapping): Promise<ProofReport> {
+    if (mapping.format !== 'fhir') {
+      return { mapping: stamp(mapping), probes: 0, resources: 0, warnings: [] };
+    }
+    const warnings: Issue[] = [];
+    let probes = 0;
+    let resources = 0;
+    for (const p of await probeNotes()) {
+      let r: Rendering;
+      try {
+        r = render(mapping, { note: p.note, ...(p.prior ? { prior: p.prior } : {}) });
+      } catch (e) {
+        if (e instanceof ScribeError && e.code === 'MAPPING_UNSUPPORTED') continue;
+        throw e;
+      }
+      probes++;
+      const issues = validateFhir(r.value as Resource, this.#registry);
+      const value = r.value as { entry?: unknown[] };
+      resources += 1 + (Array.isArray(value.entry) ? value.entry.length : 0);
+      const errors = issues.filter((i) => i.severity === 'error' || i.severity === 'fatal');
+      if (errors.length > 0)
+        throw refuse(
+          `mapping ${mapping.id} ${mapping.version} produces non-conformant FHIR for probe ${p.name}`,
+          errors,
+        );
+      warnings.push(...issues);
+    }
+    return { mapping: stamp(mapping), probes, resources, warnings };
+  }
+
+  /** The per-note check (fast). Throws OUTPUT_INVALID with every problem found. */
+  check(rendering: Rendering): void {
+    if (rendering.format !== 'fhir') return;
+    const issues: { path: string; message: string }[] = [...typedWalk(rendering.value)];
+    for (const i of eachResource(rendering.value as Resource, (r) => checkCodes(r, this.#registry))) {
+      if (i.severity === 'error' || i.severity === 'fatal') issues.push({ path: i.path, message: i.message });
+    }
+    checkOwnExtensions(rendering.value, issues);
+    if (issues.length > 0)
+      throw refuse(
+        `${rendering.mapping.id} ${rendering.mapping.version} produced non-conformant FHIR`,
+        issues,
+      );
+  }
+
+  /** Full validation of one output (the command line's `map`, and tests). Returns warnings; throws on errors. */
+  validateFull(rendering: Rendering): Issue[] {
+    if (rendering.format !== 'fhir') return [];
+    const issues = validateFhir(rendering.value as Resource, this.#registry);
+    const errors = issues.filter((i) => i.severity === 'error' || i.severity === 'fatal');
+    if (errors.length > 0)
+      throw refuse(
+        `${rendering.mapping.id} ${rendering.mapping.version} produced non-conformant FHIR`,
+        errors,
+      );
+    return issues;
+  }
+}
+
+function stamp(m: Mapping) {
+  return { id: m.id, version: m.version, digest: m.digest };
+}
