@@ -28,6 +28,7 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
 
 interface TypeInfo {
   readonly name: string;
+  readonly isResource: boolean;
   readonly elements: Map<string, ResolvedElement | null>;
   /** Required element names ([x] stripped) and whether each is a choice. */
   readonly required: ReadonlyArray<readonly [string, boolean]>;
@@ -48,6 +49,7 @@ function typeInfo(type: string): TypeInfo | null {
   info = schema
     ? {
         name: type,
+        isResource: schema.kind === 'resource',
         elements: new Map(),
         required: [...(schema.mandatoryProperties ?? [])].map(
           (r) => [r.replace('[x]', ''), r.endsWith('[x]')] as const,
@@ -71,6 +73,8 @@ function resolveElement(info: TypeInfo, key: string): ResolvedElement | null {
       const suffix = key.slice(base.length);
       code = el.type.find((t) => t.code.toLowerCase() === suffix.toLowerCase())?.code ?? code;
     }
+    // Resource.id is typed System.String in the R4 definitions but is an `id` ([A-Za-z0-9\-.]{1,64}).
+    if (key === 'id' && info.isResource) code = 'id';
     r = { code, isArray: Boolean(el.isArray) || el.max > 1, max: el.max };
   }
   info.elements.set(key, r);
@@ -98,8 +102,8 @@ function checkPrimitive(v: unknown, code: string, at: Path, issues: WalkIssue[])
     push(issues, at, `expected a string (${code})`);
     return;
   }
-  if (v.length === 0) {
-    push(issues, at, 'empty string (FHIR has no empty values)');
+  if (v.trim().length === 0) {
+    push(issues, at, 'empty or blank string (FHIR strings need non-whitespace content)');
     return;
   }
   if (code === 'base64Binary') {
@@ -107,8 +111,8 @@ function checkPrimitive(v: unknown, code: string, at: Path, issues: WalkIssue[])
     return;
   }
   if (code === 'xhtml') {
-    if (!v.startsWith('<div') || !v.endsWith('</div>'))
-      push(issues, at, 'narrative must be one <div> element');
+    if (!v.startsWith('<div xmlns="http://www.w3.org/1999/xhtml"') || !v.endsWith('</div>'))
+      push(issues, at, 'narrative must be one <div xmlns="http://www.w3.org/1999/xhtml"> element');
     else if (
       v
         .replace(/<[^>]*>/g, '')
