@@ -61,8 +61,9 @@ describe('conformance gate', () => {
     const leavesOf = (value: unknown) => {
       const out = new Map<string, { path: Array<string | number>; value: unknown }>();
       const walk = (v: unknown, p: Array<string | number>) => {
-        if (Array.isArray(v)) v.forEach((x, i) => walk(x, [...p, i]));
-        else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, [...p, k]);
+        if (Array.isArray(v)) {
+          for (const [i, x] of v.entries()) walk(x, [...p, i]);
+        } else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, [...p, k]);
         else out.set(JSON.stringify(p), { path: p, value: v });
       };
       walk(value, []);
