@@ -1,0 +1,145 @@
+/**
+ * The command line as users run it: a real process, real files, exit codes and output.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const root = new URL('../', import.meta.url).pathname;
+const bin = join(root, 'bin/scribe-bridge.js');
+const run = async (args: string[]) => {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [bin, ...args], {
+      cwd: root,
+      maxBuffer: 64 << 20,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+};
+const valid = 'fixtures/envelopes/valid';
+
+describe('scribe-bridge verify', () => {
+  it('prints a one-line summary for a valid envelope', async () => {
+    const r = await run([
+      'verify',
+      `${valid}/hp-typical.json`,
+      '--keys',
+      'fixtures/keys/riverside-clinic.jwks.json',
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(
+      /^OK riverside-clinic\/enc-4471-hp r1 final HISTORY_AND_PHYSICAL: 47 sentence\(s\) \(39 ai-verbatim, 5 clinician-edited, 3 clinician-added\), 2 draft sentence\(s\) removed; signed by riverside-review-es256-TEST \(ES256\)\n$/,
+    );
+  });
+
+  it('fails with the code and a located message', async () => {
+    const r = await run([
+      'verify',
+      'fixtures/envelopes/invalid/evidence-unknown-segment.json',
+      '--keys',
+      'fixtures/keys',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^error EVIDENCE_UNKNOWN_SEGMENT: sentence "s\d+" cites segment .* \(at \$\.note\.sections\[\d+\]\.sentences\[\d+\]\.evidence\[\d+\]\)\. /,
+    );
+  });
+
+  it('checks a folder with per-tenant keys and summarises by code', async () => {
+    const ok = await run(['verify', valid, '--keys', 'fixtures/keys']);
+    expect(ok.code).toBe(0);
+    expect(ok.stderr).toContain('checked 12 envelope(s): 12 valid, 0 invalid');
+    const bad = await run(['verify', 'fixtures/envelopes/invalid', '--keys', 'fixtures/keys']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/checked 36 envelope\(s\): 0 valid, 36 invalid \(.*LIFECYCLE_INVALID×4.*\)/);
+  });
+
+  it('gives usage errors exit code 2', async () => {
+    const r = await run(['verify', `${valid}/hp-typical.json`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--keys/);
+  });
+});
+
+describe('scribe-bridge map', () => {
+  it('prints the payload, and --out writes the same exact bytes', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'sb-map-')), 'docref.json');
+    const printed = await run(['map', `${valid}/hp-typical.json`, '--mapping', 'us-core-docref']);
+    expect(printed.code).toBe(0);
+    const written = await run([
+      'map',
+      `${valid}/hp-typical.json`,
+      '--mapping',
+      'us-core-docref',
+      '--out',
+      out,
+    ]);
+    expect(written.code).toBe(0);
+    const bytes = readFileSync(out);
+    expect(`${bytes.toString('utf8')}\n`).toBe(printed.stdout);
+    expect(written.stderr).toContain(createHash('sha256').update(bytes).digest('hex'));
+    expect(JSON.parse(bytes.toString('utf8')).resourceType).toBe('DocumentReference');
+  });
+
+  it('renders a retraction from the revision found beside it', async () => {
+    const r = await run([
+      'map',
+      `${valid}/hp-typical.r3-entered-in-error.json`,
+      '--mapping',
+      'fhir-transaction',
+    ]);
+    expect(r.code).toBe(0);
+    const bundle = JSON.parse(r.stdout);
+    expect(bundle.entry[0].request).toEqual({
+      method: 'PUT',
+      url: 'DocumentReference?identifier=urn:scribe-bridge:riverside-clinic:note|enc-4471-hp-r2',
+    });
+    expect(bundle.entry[0].resource.status).toBe('entered-in-error');
+  });
+
+  it('refuses an unknown mapping with a located error', async () => {
+    const r = await run(['map', `${valid}/hp-typical.json`, '--mapping', 'no-such-mapping']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error MAPPING_NOT_FOUND: /);
+  });
+});
+
+describe('scribe-bridge mappings', () => {
+  it('check names file:line for a broken mapping', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'sb-mc-')), 'broken.yaml');
+    writeFileSync(
+      file,
+      'id: broken\nversion: 1.0.0\ndescription: x\nformat: fhir\noutput:\n  new:\n    resourceType: Basic\n    id: "{{ %nope }}"\n',
+    );
+    const r = await run(['mappings', 'check', file]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${file}:8:5 (output.new.id)`);
+    const ok = await run(['mappings', 'check', 'us-core-docref']);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^OK us-core-docref 1\.0\.0 \(sha256 [0-9a-f]{64}\)/);
+  });
+
+  it('test passes against the checked-in goldens and reports coverage', async () => {
+    const r = await run([
+      'mappings',
+      'test',
+      '--mapping',
+      'us-core-docref',
+      '--keys',
+      'fixtures/keys',
+      '--coverage',
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('golden: 12 passed, 0 failed');
+    expect(r.stdout).toMatch(
+      /PASS us-core-docref × hp-typical\n {2}sentences\s+47 \/ 47\s+carried\n {2}evidence links\s+0 \/ 269\s+carried/,
+    );
+  });
+});
