@@ -7,8 +7,8 @@
  *   required bindings, invariants (fhir.ts). This proves what cannot vary between notes: the structure the
  *   templates write, profile slices and invariants, fixed codes.
  * - `check(rendering)`, per note: what can vary — a typed walk of the output (typed-walk.ts: known elements,
- *   cardinality, required elements, every primitive's lexical form), the required-binding code checks, and the
- *   value rules of our own extensions (edit-class code, audio offsets in order, artifact hashes).
+ *   cardinality, required elements, every primitive's lexical form, ext-1 and the value rules of our own
+ *   extensions) and the required-binding code checks.
  *
  * A rendering that fails either is refused with the validator's messages (OUTPUT_INVALID) and never delivered.
  */
@@ -23,10 +23,6 @@ import { eachResource, type Issue } from './issues.ts';
 import type { ProfileRegistry } from './profiles.ts';
 import { typedWalk } from './typed-walk.ts';
 
-const EXT = 'https://fhir.scribe-bridge.dev/StructureDefinition/';
-const EDIT_CLASSES = new Set(['ai-verbatim', 'clinician-edited', 'clinician-added']);
-const SHA256_HEX = /^[0-9a-f]{64}$/;
-
 export interface ProofReport {
   readonly mapping: { readonly id: string; readonly version: string; readonly digest: string };
   readonly probes: number;
@@ -40,39 +36,6 @@ function refuse(what: string, issues: readonly { path: string; message: string }
     where: first.path,
     issues: issues.map((i) => ({ where: i.path, message: i.message })),
   });
-}
-
-/** Our own extensions' value rules, without FHIRPath (the full check evaluates their invariants). */
-function checkOwnExtensions(resource: unknown, issues: { path: string; message: string }[], path = ''): void {
-  if (Array.isArray(resource)) {
-    resource.forEach((x, i) => {
-      checkOwnExtensions(x, issues, `${path}[${i}]`);
-    });
-    return;
-  }
-  if (!resource || typeof resource !== 'object') return;
-  const obj = resource as Record<string, unknown>;
-  const url = obj['url'];
-  if (typeof url === 'string' && url.startsWith(EXT)) {
-    const name = url.slice(EXT.length);
-    if (name === 'edit-class' && !EDIT_CLASSES.has(obj['valueCode'] as string)) {
-      issues.push({
-        path,
-        message: 'edit-class needs valueCode ai-verbatim, clinician-edited or clinician-added',
-      });
-    } else if (name === 'audio-offset') {
-      const r = obj['valueRange'] as { low?: { value?: unknown }; high?: { value?: unknown } } | undefined;
-      const low = r?.low?.value;
-      const high = r?.high?.value;
-      if (typeof low !== 'number' || typeof high !== 'number' || low > high) {
-        issues.push({ path, message: 'audio-offset needs a low and a high time in seconds, low ≤ high' });
-      }
-    } else if (name === 'artifact-sha256' && !SHA256_HEX.test(obj['valueString'] as string)) {
-      issues.push({ path, message: 'artifact-sha256 needs 64 lower-case hex digits' });
-    }
-  }
-  for (const [k, v] of Object.entries(obj))
-    if (v && typeof v === 'object') checkOwnExtensions(v, issues, path ? `${path}.${k}` : k);
 }
 
 export class Conformance {
@@ -131,7 +94,6 @@ export class Conformance {
     for (const i of eachResource(rendering.value as Resource, (r) => checkCodes(r, this.#registry))) {
       if (i.severity === 'error' || i.severity === 'fatal') issues.push({ path: i.path, message: i.message });
     }
-    checkOwnExtensions(rendering.value, issues);
     if (issues.length > 0)
       throw refuse(
         `${rendering.mapping.id} ${rendering.mapping.version} produced non-conformant FHIR`,

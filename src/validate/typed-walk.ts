@@ -19,11 +19,14 @@ interface ResolvedElement {
   readonly code: string;
   readonly isArray: boolean;
   readonly max: number;
+  /** For primitive types, the value check (resolved once, so the walk does not branch on the type name). */
+  readonly check?: PrimitiveCheck;
 }
 
 const PRIMITIVE_NUMBERS = new Set(['integer', 'positiveInt', 'unsignedInt', 'decimal', 'integer64']);
 // FHIR strings SHALL NOT contain characters below U+0020 except TAB, LF and CR (R4 datatypes §2.24.0.1).
 const BAD_STRING = /[\u0000-\u0008\u000B\u000C\u000E-\u001F]/;
+const NON_BLANK = /\S/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 interface TypeInfo {
@@ -75,7 +78,12 @@ function resolveElement(info: TypeInfo, key: string): ResolvedElement | null {
     }
     // Resource.id is typed System.String in the R4 definitions but is an `id` ([A-Za-z0-9\-.]{1,64}).
     if (key === 'id' && info.isResource) code = 'id';
-    r = { code, isArray: Boolean(el.isArray) || el.max > 1, max: el.max };
+    r = {
+      code,
+      isArray: Boolean(el.isArray) || el.max > 1,
+      max: el.max,
+      ...(isPrimitive(code) ? { check: checkFor(code) } : {}),
+    };
   }
   info.elements.set(key, r);
   return r;
@@ -86,49 +94,77 @@ function isPrimitive(code: string): boolean {
   return c >= 97 && c <= 122; // FHIR primitive type names start lower-case
 }
 
-function checkPrimitive(v: unknown, code: string, at: Path, issues: WalkIssue[]): void {
-  if (code === 'boolean') {
-    if (typeof v !== 'boolean') push(issues, at, `expected a boolean`);
-    return;
+/** A primitive check: the problem with `v`, or undefined. */
+type PrimitiveCheck = (v: unknown) => string | undefined;
+
+// Types whose FHIR regex admits neither blanks nor control characters: the regex is the whole check.
+const SELF_CONTAINED = new Set(['id', 'date', 'dateTime', 'instant', 'time', 'uuid', 'oid']);
+
+function xhtmlProblem(v: string): string | undefined {
+  if (!v.startsWith('<div xmlns="http://www.w3.org/1999/xhtml"') || !v.endsWith('</div>')) {
+    return 'narrative must be one <div xmlns="http://www.w3.org/1999/xhtml"> element';
   }
+  const text = v.replace(/<[^>]*>/g, '').replace(/&[a-zA-Z]+;|&#x?[0-9a-fA-F]+;/g, 'x');
+  if (!NON_BLANK.test(text)) return 'narrative has no text (txt-2)';
+  if (/&(?![a-zA-Z]+;|#x?[0-9a-fA-F]+;)/.test(v)) return 'narrative has an unescaped &';
+  return undefined;
+}
+
+/** The check for one primitive type, built once per type (the walk calls it for every primitive value). */
+function primitiveCheck(code: string): PrimitiveCheck {
+  if (code === 'boolean') return (v) => (typeof v === 'boolean' ? undefined : 'expected a boolean');
   if (PRIMITIVE_NUMBERS.has(code)) {
-    if (typeof v !== 'number' || !Number.isFinite(v)) push(issues, at, `expected a number (${code})`);
-    else if (code !== 'decimal' && !Number.isInteger(v)) push(issues, at, `expected an integer (${code})`);
-    else if ((code === 'unsignedInt' && v < 0) || (code === 'positiveInt' && v < 1))
-      push(issues, at, `out of range for ${code}`);
-    return;
+    const integer = code !== 'decimal';
+    const min = code === 'positiveInt' ? 1 : code === 'unsignedInt' ? 0 : Number.NEGATIVE_INFINITY;
+    return (v) => {
+      if (typeof v !== 'number' || !Number.isFinite(v)) return `expected a number (${code})`;
+      if (integer && !Number.isInteger(v)) return `expected an integer (${code})`;
+      return v < min ? `out of range for ${code}` : undefined;
+    };
   }
-  if (typeof v !== 'string') {
-    push(issues, at, `expected a string (${code})`);
-    return;
-  }
-  if (v.trim().length === 0) {
-    push(issues, at, 'empty or blank string (FHIR strings need non-whitespace content)');
-    return;
-  }
+  const notString = `expected a string (${code})`;
+  const blank = 'empty or blank string (FHIR strings need non-whitespace content)';
   if (code === 'base64Binary') {
-    if (!BASE64.test(v)) push(issues, at, 'not base64');
-    return;
+    return (v) =>
+      typeof v !== 'string' ? notString : !BASE64.test(v) || v === '' ? 'not base64' : undefined;
   }
-  if (code === 'xhtml') {
-    if (!v.startsWith('<div xmlns="http://www.w3.org/1999/xhtml"') || !v.endsWith('</div>'))
-      push(issues, at, 'narrative must be one <div xmlns="http://www.w3.org/1999/xhtml"> element');
-    else if (
-      v
-        .replace(/<[^>]*>/g, '')
-        .replace(/&[a-zA-Z]+;|&#x?[0-9a-fA-F]+;/g, 'x')
-        .trim() === ''
-    ) {
-      push(issues, at, 'narrative has no text (txt-2)');
-    } else if (/&(?![a-zA-Z]+;|#x?[0-9a-fA-F]+;)/.test(v)) push(issues, at, 'narrative has an unescaped &');
-    return;
-  }
-  if (BAD_STRING.test(v)) {
-    push(issues, at, `${code} contains a control character FHIR forbids`);
-    return;
-  }
+  if (code === 'xhtml') return (v) => (typeof v !== 'string' ? notString : xhtmlProblem(v));
   const re = validationRegexes[code];
-  if (re && !re.test(v)) push(issues, at, `not a valid ${code}`);
+  const invalid = `not a valid ${code}`;
+  if (re && SELF_CONTAINED.has(code))
+    return (v) => (typeof v !== 'string' ? notString : re.test(v) ? undefined : invalid);
+  const control = `${code} contains a control character FHIR forbids`;
+  // Many values repeat within and across notes (systems, codes, units, the tenant's URNs): remember the short
+  // ones found valid. Validity is a pure function of (type, text), so the memo is exact; it is bounded.
+  const valid = new Set<string>();
+  return (v) => {
+    if (typeof v !== 'string') return notString;
+    if (valid.has(v)) return undefined;
+    if (!NON_BLANK.test(v)) return blank;
+    if (BAD_STRING.test(v)) return control;
+    if (re && !re.test(v)) return invalid;
+    if (v.length <= 256) {
+      if (valid.size >= 4096) valid.clear();
+      valid.add(v);
+    }
+    return undefined;
+  };
+}
+
+const primitiveChecks = new Map<string, PrimitiveCheck>();
+
+function checkFor(code: string): PrimitiveCheck {
+  let check = primitiveChecks.get(code);
+  if (!check) {
+    check = primitiveCheck(code);
+    primitiveChecks.set(code, check);
+  }
+  return check;
+}
+
+function checkPrimitive(v: unknown, code: string, at: Path, issues: WalkIssue[]): void {
+  const problem = checkFor(code)(v);
+  if (problem) push(issues, at, problem);
 }
 
 type Path = Array<string | number>;
@@ -163,6 +199,7 @@ function walk(v: unknown, type: string, at: Path, issues: WalkIssue[]): void {
     }
     t = rt;
   }
+  if (t === 'Extension') checkExtension(obj, at, issues);
   const info = typeInfo(t);
   if (!info) {
     push(issues, at, `unknown type ${t}`);
@@ -193,9 +230,13 @@ function walk(v: unknown, type: string, at: Path, issues: WalkIssue[]): void {
         at.pop();
       }
       at.push(key);
+      const check = el.check;
       for (let i = 0; i < value.length; i++) {
         at.push(i);
-        walk(value[i], el.code, at, issues);
+        if (check) {
+          const problem = check(value[i]);
+          if (problem) push(issues, at, problem);
+        } else walk(value[i], el.code, at, issues);
         at.pop();
       }
       at.pop();
@@ -203,6 +244,13 @@ function walk(v: unknown, type: string, at: Path, issues: WalkIssue[]): void {
       at.push(key);
       push(issues, at, 'a single value is expected, not an array');
       at.pop();
+    } else if (el.check) {
+      const problem = el.check(value);
+      if (problem) {
+        at.push(key);
+        push(issues, at, problem);
+        at.pop();
+      }
     } else {
       at.push(key);
       walk(value, el.code, at, issues);
@@ -214,6 +262,44 @@ function walk(v: unknown, type: string, at: Path, issues: WalkIssue[]): void {
     if (choice ? !Object.keys(obj).some((k) => k.startsWith(name)) : obj[name] === undefined) {
       push(issues, at, `missing required ${name}${choice ? '[x]' : ''}`);
     }
+  }
+}
+
+const OWN_EXTENSION = 'https://fhir.scribe-bridge.dev/StructureDefinition/';
+const EDIT_CLASSES = new Set(['ai-verbatim', 'clinician-edited', 'clinician-added']);
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/**
+ * ext-1 (an extension has a value or extensions, not both) — which varies per note when a value expression gives
+ * nothing — and the value rules of scribe-bridge's own extensions, without FHIRPath (full validation evaluates
+ * their invariants).
+ */
+function checkExtension(ext: Record<string, unknown>, at: Path, issues: WalkIssue[]): void {
+  let hasValue = false;
+  for (const k in ext) {
+    if (k.startsWith('value')) {
+      hasValue = true;
+      break;
+    }
+  }
+  if (hasValue === (ext['extension'] !== undefined))
+    push(issues, at, 'an extension needs a value or extensions, not both (ext-1)');
+  const url = ext['url'];
+  if (typeof url !== 'string' || !url.startsWith(OWN_EXTENSION)) return;
+  const name = url.slice(OWN_EXTENSION.length);
+  if (name === 'edit-class') {
+    if (!EDIT_CLASSES.has(ext['valueCode'] as string))
+      push(issues, at, 'edit-class needs valueCode ai-verbatim, clinician-edited or clinician-added');
+  } else if (name === 'audio-offset') {
+    const r = ext['valueRange'] as { low?: { value?: unknown }; high?: { value?: unknown } } | undefined;
+    const low = r?.low?.value;
+    const high = r?.high?.value;
+    if (typeof low !== 'number' || typeof high !== 'number' || low > high) {
+      push(issues, at, 'audio-offset needs a low and a high time in seconds, low ≤ high');
+    }
+  } else if (name === 'artifact-sha256') {
+    if (!SHA256_HEX.test(ext['valueString'] as string))
+      push(issues, at, 'artifact-sha256 needs 64 lower-case hex digits');
   }
 }
 
