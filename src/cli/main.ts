@@ -42,8 +42,8 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     )
     .option('--out <path>', 'write the exact payload bytes here instead of printing them')
     .option(
-      '--keys <jwks>',
-      'also verify the signature with these review keys (without them the signature is not checked)',
+      '--keys <jwks|dir>',
+      'also verify the signature (a JWKS file or a folder of <tenant>.jwks.json); without it the signature is not checked',
     )
     .option(
       '--prior <envelope>',
@@ -53,10 +53,21 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
       '--rendering <name...>',
       'text renderings to include (e.g. plain html), instead of the mapping defaults',
     )
+    .option(
+      '--profiles <dir...>',
+      'FHIR profile folders to validate against, e.g. US Core 8 (default: $SCRIBE_BRIDGE_PROFILES)',
+    )
     .action(
       async (
         path: string,
-        opts: { mapping: string; out?: string; keys?: string; prior?: string; rendering?: string[] },
+        opts: {
+          mapping: string;
+          out?: string;
+          keys?: string;
+          prior?: string;
+          rendering?: string[];
+          profiles?: string[];
+        },
       ) => {
         code = await mapCommand(path, opts, io);
       },

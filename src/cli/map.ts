@@ -1,11 +1,21 @@
 import { rename, writeFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { delimiter, dirname, resolve } from 'node:path';
 import { lifecycleMode, render } from '../map/engine.ts';
 import { MappingRegistry } from '../map/registry.ts';
+import { Conformance } from '../validate/conformance.ts';
+import { loadProfiles } from '../validate/profiles.ts';
 import type { Io } from './io.ts';
 import { findPrior, keysFromOption, noteFromFile } from './notes.ts';
 
+/** `--profiles` folders, else SCRIBE_BRIDGE_PROFILES (path-separated), else none (base R4 + our own). */
+export function profileFolders(option: readonly string[] | undefined): string[] {
+  if (option?.length) return [...option];
+  const env = process.env['SCRIBE_BRIDGE_PROFILES'];
+  return env ? env.split(delimiter).filter(Boolean) : [];
+}
+
 export interface MapOptions {
+  profiles?: string[];
   mapping: string;
   out?: string;
   keys?: string;
@@ -31,6 +41,14 @@ export async function mapCommand(envelopePath: string, opts: MapOptions, io: Io)
     ...(prior ? { prior } : {}),
     options: opts.rendering?.length ? { renderings: opts.rendering } : {},
   });
+  const profileDirs = profileFolders(opts.profiles);
+  const conformance = new Conformance(await loadProfiles(profileDirs));
+  conformance.validateFull(rendering);
+  if (!conformance.hasUsCore && rendering.format === 'fhir') {
+    io.err(
+      'note: validated against base FHIR R4 and scribe-bridge profiles only; give --profiles <folder with US Core 8> to validate against US Core too\n',
+    );
+  }
   if (opts.out) {
     await writeAtomic(opts.out, rendering.body);
     io.err(

@@ -7,6 +7,8 @@ import { createHash } from 'node:crypto';
 import type { VerifiedNote } from '../contract/verify.ts';
 import { ScribeError } from '../errors.ts';
 import type { Vars } from './expr.ts';
+import { DEFAULT_DELIMITERS, parseDelimiters, serializeHl7 } from './hl7.ts';
+import { hl7Vars } from './hl7-vars.ts';
 import type { LifecycleMode, Mapping } from './mapping-file.ts';
 import { buildVars, type RenderOptions } from './model.ts';
 import { OMIT } from './template.ts';
@@ -54,14 +56,16 @@ export type Serializer = (
   vars: Vars,
 ) => { body: string; contentType: string };
 
-const serializers: Partial<Record<Mapping['format'], Serializer>> = {
+const serializers: Record<Mapping['format'], Serializer> = {
   fhir: (value) => ({ body: JSON.stringify(value), contentType: 'application/fhir+json' }),
+  hl7v2: (value, mapping) => {
+    const d =
+      typeof mapping.settings['delimiters'] === 'string'
+        ? parseDelimiters(mapping.settings['delimiters'])
+        : DEFAULT_DELIMITERS;
+    return { body: serializeHl7(value, d), contentType: 'x-application/hl7-v2+er7' };
+  },
 };
-
-/** Registers the serializer of a format (the HL7 v2 module registers `hl7v2`). */
-export function registerSerializer(format: Mapping['format'], s: Serializer): void {
-  serializers[format] = s;
-}
 
 /** Renders one note with one mapping. Throws ScribeError (MAPPING_*) only. */
 export function render(mapping: Mapping, input: RenderInput): Rendering {
@@ -77,7 +81,7 @@ export function render(mapping: Mapping, input: RenderInput): Rendering {
     );
   }
   let subject = input.note;
-  if (mode === 'retraction') {
+  if (mode === 'retraction' && mapping.retractionSubject === 'prior') {
     const prior = input.prior;
     if (!prior) {
       throw new ScribeError(
@@ -101,6 +105,8 @@ export function render(mapping: Mapping, input: RenderInput): Rendering {
   const stamp = { id: mapping.id, version: mapping.version, digest: mapping.digest };
   const options = input.options ?? {};
   const vars = buildVars(subject, stamp, options, mode === 'retraction' ? input.note : undefined);
+  vars['settings'] = mapping.settings;
+  if (mapping.format === 'hl7v2') vars['hl7'] = hl7Vars(vars);
   vars['renderings'] = renderTexts(mapping, vars, options);
 
   let value = template(vars);
@@ -109,9 +115,7 @@ export function render(mapping: Mapping, input: RenderInput): Rendering {
       where: mapping.file,
     });
   if (mapping.format === 'fhir') value = stampFhir(value, stamp);
-  const serialize = serializers[mapping.format];
-  if (!serialize) throw new ScribeError('INTERNAL', `no serializer registered for format ${mapping.format}`);
-  const { body, contentType } = serialize(value, mapping, vars);
+  const { body, contentType } = serializers[mapping.format](value, mapping, vars);
   const req = mapping.request[mode] ?? (mode === 'amendment' ? mapping.request.new : undefined);
   const request = req ? writeRequest(req, vars) : undefined;
   return {
@@ -151,6 +155,8 @@ function renderTexts(mapping: Mapping, vars: Vars, options: RenderOptions): Reco
       name,
       contentType: r.contentType,
       text,
+      // One item per line (CRLF, CR or LF): what HL7 TX content takes, one OBX per line.
+      lines: text.replace(/\r?\n$|\r$/, '').split(/\r\n|\r|\n/),
       data: bytes.toString('base64'),
       size: bytes.length,
       hash: createHash('sha1').update(bytes).digest('base64'),

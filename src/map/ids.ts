@@ -9,12 +9,12 @@
  * | note identifier (DocumentReference.identifier, Composition.identifier) | system `urn:scribe-bridge:<tenant>:note`, value `<noteId>-r<revision>` |
  * | document Bundle identifier | system `urn:scribe-bridge:<tenant>:document`, value `<noteId>-r<revision>` |
  * | resource ids (PUT) | `sb-` + 40 lower-case base32 chars of sha256(tenant, noteId, revision, kind, part) |
- * | fullUrl UUIDs in Bundles | `urn:uuid:` + RFC 9562 version-8 UUID from the same hash |
+ * | fullUrl UUIDs in Bundles | `urn:uuid:` + RFC 9562 version-8 UUID from the last 16 bytes of the same hash |
  * | transcript segment identifier system | `urn:scribe-bridge:<tenant>:healthscribe:<job or session>:segment` (draft sentences: `…:draft`, value `<SECTION>/<index>`) |
  * | MSH-10 (≤ 20) | 20 base32 chars of sha256(tenant, noteId, revision, destination) |
  * | TXA-12.1 (≤ 30) | `<noteId>-r<revision>` when ≤ 30 chars, else `SB` + 28 base32 chars of sha256(tenant, noteId, revision) |
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { base32 } from '@scure/base';
 
 export interface NoteKey {
@@ -28,14 +28,14 @@ export interface Identifier {
   readonly value: string;
 }
 
-/** sha256 over length-prefixed parts, so ("ab","c") and ("a","bc") differ. */
-function digest(parts: readonly (string | number)[]): Uint8Array {
-  const h = createHash('sha256');
+/** sha256 over length-prefixed parts, so ("ab","c") and ("a","bc") differ. One-shot `hash` is the fastest form. */
+function digest(parts: readonly (string | number)[]): Buffer {
+  let joined = '';
   for (const p of parts) {
     const s = String(p);
-    h.update(`${Buffer.byteLength(s)}:`).update(s);
+    joined += `${Buffer.byteLength(s)}:${s}`;
   }
-  return h.digest();
+  return hash('sha256', joined, 'buffer');
 }
 
 function b32(parts: readonly (string | number)[], length: number): string {
@@ -50,18 +50,31 @@ export function documentIdentifier(key: NoteKey): Identifier {
   return { system: `urn:scribe-bridge:${key.tenant}:document`, value: `${key.noteId}-r${key.revision}` };
 }
 
-/** A FHIR resource id ([A-Za-z0-9\-.]{1,64}) for client-assigned ids. */
-export function resourceId(key: NoteKey, kind: string, part = ''): string {
-  return `sb-${b32([key.tenant, key.noteId, key.revision, kind, part], 40).toLowerCase()}`;
-}
-
-/** A deterministic UUID (RFC 9562 version 8: custom, hash-based) for Bundle fullUrls. */
-export function uuidFor(key: NoteKey, kind: string, part = ''): string {
-  const b = Buffer.from(digest(['uuid', key.tenant, key.noteId, key.revision, kind, part]).subarray(0, 16));
+/**
+ * The resource id and the fullUrl UUID of one resource, from one hash: the id is `sb-` + 40 base32 characters
+ * (25 bytes) of sha256(tenant, noteId, revision, kind, part); the UUID is an RFC 9562 version-8 (custom) UUID
+ * from its last 16 bytes.
+ */
+export function resourceIds(key: NoteKey, kind: string, part = ''): { id: string; uuid: string } {
+  const d = digest([key.tenant, key.noteId, key.revision, kind, part]);
+  const b = Buffer.from(d.subarray(16, 32));
   b[6] = (b[6]! & 0x0f) | 0x80; // version 8
   b[8] = (b[8]! & 0x3f) | 0x80; // RFC 9562 variant
   const h = b.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  return {
+    id: `sb-${base32.encode(d).slice(0, 40).toLowerCase()}`,
+    uuid: `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`,
+  };
+}
+
+/** A FHIR resource id ([A-Za-z0-9\-.]{1,64}) for client-assigned ids. */
+export function resourceId(key: NoteKey, kind: string, part = ''): string {
+  return resourceIds(key, kind, part).id;
+}
+
+/** A deterministic UUID for Bundle fullUrls (see resourceIds). */
+export function uuidFor(key: NoteKey, kind: string, part = ''): string {
+  return resourceIds(key, kind, part).uuid;
 }
 
 export function segmentSystem(tenant: string, jobOrSession: string): string {

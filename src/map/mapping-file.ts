@@ -43,6 +43,8 @@ export const ROOT_VARS = [
   'mapping',
   'options',
   'renderings',
+  'hl7',
+  'settings',
 ] as const;
 
 export type MappingFormat = 'fhir' | 'hl7v2';
@@ -102,6 +104,12 @@ const MappingSchema = z.strictObject({
     .optional(),
   /** Free-form settings a format's serializer reads (e.g. HL7 delimiters). */
   settings: z.record(z.string(), z.unknown()).optional(),
+  /**
+   * What a retraction renders: `prior` (default) — the retracted revision re-sent unchanged with
+   * %retraction set (FHIR: content unchanged); `self` — the retraction envelope itself, with %prior naming
+   * the retracted revision (HL7: a status-change message that carries no content).
+   */
+  retractionSubject: z.enum(['prior', 'self']).default('prior'),
 });
 
 const ImportSchema = z.strictObject({
@@ -144,6 +152,7 @@ export interface Mapping {
   readonly output: Readonly<Partial<Record<LifecycleMode, Render>>>;
   readonly request: Readonly<Partial<Record<LifecycleMode, CompiledRequest>>>;
   readonly settings: Readonly<Record<string, unknown>>;
+  readonly retractionSubject: 'prior' | 'self';
   /** Which parts of the input the mapping's templates reference (for the coverage report). */
   readonly references: ReadonlySet<string>;
 }
@@ -375,6 +384,7 @@ export function compileMapping(bytes: Uint8Array, file: string, readImport: Read
     output,
     request,
     settings: m.settings ?? {},
+    retractionSubject: m.retractionSubject,
     references: new Set([...text.matchAll(/%([A-Za-z_]+(?:\.[A-Za-z_]+)*)/g)].map((x) => x[1]!)),
   };
 }

@@ -1,7 +1,9 @@
 /**
  * The data a mapping sees: FHIRPath environment variables built from a verified note. Pure: no IO, no clock.
- * Every value is plain JSON (no `resourceType` members, no nested arrays, no nulls inside arrays), which is the
- * domain the fast FHIRPath subset is proven on (expr.property.test.ts).
+ * Every value is JSON-like (no `resourceType` members, no nested arrays, no nulls inside arrays), which is the
+ * domain the fast FHIRPath subset is proven on (expr.property.test.ts). A few members are prototype getters
+ * computed on first read (sentence ids and evidence, %ids): FHIRPath — both fhirpath.js and the fast subset —
+ * reads them like fields, but JSON.stringify does not see them.
  *
  * | variable | what |
  * |---|---|
@@ -28,6 +30,7 @@ import {
   type NoteKey,
   noteIdentifier,
   resourceId,
+  resourceIds,
   segmentSystem,
   uuidFor,
 } from './ids.ts';
@@ -80,8 +83,7 @@ class SentenceVar {
   readonly #key: NoteKey;
   readonly #source: ClassifiedSentence;
   readonly #segments: VerifiedNote['transcript']['segments'];
-  #provenanceId?: string;
-  #provenanceUuid?: string;
+  #provenance?: { id: string; uuid: string };
   #evidence?: unknown[];
 
   constructor(
@@ -107,13 +109,13 @@ class SentenceVar {
   }
 
   get provenanceId(): string {
-    this.#provenanceId ??= resourceId(this.#key, 'Provenance', this.id);
-    return this.#provenanceId;
+    this.#provenance ??= resourceIds(this.#key, 'Provenance', this.id);
+    return this.#provenance.id;
   }
 
   get provenanceUuid(): string {
-    this.#provenanceUuid ??= uuidFor(this.#key, 'Provenance', this.id);
-    return this.#provenanceUuid;
+    this.#provenance ??= resourceIds(this.#key, 'Provenance', this.id);
+    return this.#provenance.uuid;
   }
 
   get evidence(): unknown[] {
@@ -162,10 +164,10 @@ class NoteIds {
     return this.segmentSystem.replace(/:segment$/, ':draft');
   }
   get signOffProvenanceId() {
-    return this.#once('spi', () => resourceId(this.#key, 'Provenance', '#sign-off'));
+    return this.#once('spi', () => resourceIds(this.#key, 'Provenance', '#sign-off').id);
   }
   get signOffProvenanceUuid() {
-    return this.#once('spu', () => uuidFor(this.#key, 'Provenance', '#sign-off'));
+    return this.#once('spu', () => resourceIds(this.#key, 'Provenance', '#sign-off').uuid);
   }
   get documentReferenceId() {
     return this.#once('dri', () => resourceId(this.#key, 'DocumentReference'));

@@ -213,6 +213,7 @@ function compileArray(
     const r = compileNode(item, [...path, i], src, scope);
     const spreads =
       isFor(item) ||
+      isInclude(item) ||
       (typeof item === 'string' && /^\s*\{\{[\s\S]*\}\}\s*$/.test(item) && !item.includes('}}{{'));
     return { r, spreads };
   });
@@ -227,6 +228,11 @@ function compileArray(
     }
     return out.length === 0 ? OMIT : out;
   };
+}
+
+/** An `$include` in a list splices a partial that renders a list (e.g. several HL7 segments). */
+function isInclude(node: unknown): boolean {
+  return node !== null && typeof node === 'object' && !Array.isArray(node) && '$include' in node;
 }
 
 function isFor(node: unknown): boolean {

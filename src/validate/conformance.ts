@@ -15,10 +15,12 @@
 import type { Resource } from '@medplum/fhirtypes';
 import { ScribeError } from '../errors.ts';
 import { type Rendering, render } from '../map/engine.ts';
+import { DEFAULT_DELIMITERS, parseDelimiters } from '../map/hl7.ts';
 import type { Mapping } from '../map/mapping-file.ts';
 import { probeNotes } from '../map/probes.ts';
 import { checkCodes } from './bindings.ts';
-import { validateFhir } from './fhir.ts';
+import { US_CORE_DOCUMENT_REFERENCE, US_CORE_PROVENANCE, validateFhir } from './fhir.ts';
+import { checkMdm } from './hl7.ts';
 import { eachResource, type Issue } from './issues.ts';
 import type { ProfileRegistry } from './profiles.ts';
 import { typedWalk } from './typed-walk.ts';
@@ -46,6 +48,14 @@ export class Conformance {
     this.#registry = registry;
   }
 
+  /** Whether US Core 8 DocumentReference and Provenance are loaded (else full validation is base R4 only). */
+  get hasUsCore(): boolean {
+    return (
+      this.#registry.structureDefinitions.has(US_CORE_DOCUMENT_REFERENCE) &&
+      this.#registry.structureDefinitions.has(US_CORE_PROVENANCE)
+    );
+  }
+
   /** Full validation of every probe output; cached per mapping digest. Throws OUTPUT_INVALID. */
   prove(mapping: Mapping): Promise<ProofReport> {
     let p = this.#proofs.get(mapping.digest);
@@ -58,9 +68,7 @@ export class Conformance {
   }
 
   async #prove(mapping: Mapping): Promise<ProofReport> {
-    if (mapping.format !== 'fhir') {
-      return { mapping: stamp(mapping), probes: 0, resources: 0, warnings: [] };
-    }
+    if (mapping.format === 'hl7v2') return this.#proveHl7(mapping);
     const warnings: Issue[] = [];
     let probes = 0;
     let resources = 0;
@@ -73,7 +81,7 @@ export class Conformance {
         throw e;
       }
       probes++;
-      const issues = validateFhir(r.value as Resource, this.#registry);
+      const issues = validateFhir(r.value as Resource, this.#registry, { defaultProfiles: this.hasUsCore });
       const value = r.value as { entry?: unknown[] };
       resources += 1 + (Array.isArray(value.entry) ? value.entry.length : 0);
       const errors = issues.filter((i) => i.severity === 'error' || i.severity === 'fatal');
@@ -87,9 +95,38 @@ export class Conformance {
     return { mapping: stamp(mapping), probes, resources, warnings };
   }
 
+  async #proveHl7(mapping: Mapping): Promise<ProofReport> {
+    let probes = 0;
+    for (const p of await probeNotes()) {
+      let r: Rendering;
+      try {
+        r = render(mapping, { note: p.note, ...(p.prior ? { prior: p.prior } : {}) });
+      } catch (e) {
+        if (e instanceof ScribeError && e.code === 'MAPPING_UNSUPPORTED') continue;
+        throw e;
+      }
+      probes++;
+      const issues = checkMdm(r.body, delimitersOf(r));
+      if (issues.length > 0)
+        throw refuse(
+          `mapping ${mapping.id} ${mapping.version} produces malformed MDM for probe ${p.name}`,
+          issues,
+        );
+    }
+    return { mapping: stamp(mapping), probes, resources: probes, warnings: [] };
+  }
+
   /** The per-note check (fast). Throws OUTPUT_INVALID with every problem found. */
   check(rendering: Rendering): void {
-    if (rendering.format !== 'fhir') return;
+    if (rendering.format === 'hl7v2') {
+      const issues = checkMdm(rendering.body, delimitersOf(rendering));
+      if (issues.length > 0)
+        throw refuse(
+          `${rendering.mapping.id} ${rendering.mapping.version} produced a malformed MDM message`,
+          issues,
+        );
+      return;
+    }
     const issues: { path: string; message: string }[] = [...typedWalk(rendering.value)];
     for (const i of eachResource(rendering.value as Resource, (r) => checkCodes(r, this.#registry))) {
       if (i.severity === 'error' || i.severity === 'fatal') issues.push({ path: i.path, message: i.message });
@@ -103,8 +140,13 @@ export class Conformance {
 
   /** Full validation of one output (the command line's `map`, and tests). Returns warnings; throws on errors. */
   validateFull(rendering: Rendering): Issue[] {
-    if (rendering.format !== 'fhir') return [];
-    const issues = validateFhir(rendering.value as Resource, this.#registry);
+    if (rendering.format !== 'fhir') {
+      this.check(rendering);
+      return [];
+    }
+    const issues = validateFhir(rendering.value as Resource, this.#registry, {
+      defaultProfiles: this.hasUsCore,
+    });
     const errors = issues.filter((i) => i.severity === 'error' || i.severity === 'fatal');
     if (errors.length > 0)
       throw refuse(
@@ -113,6 +155,11 @@ export class Conformance {
       );
     return issues;
   }
+}
+
+function delimitersOf(r: Rendering) {
+  const msh = r.body.slice(0, 8);
+  return msh.startsWith('MSH') ? parseDelimiters(msh.slice(3, 8)) : DEFAULT_DELIMITERS;
 }
 
 function stamp(m: Mapping) {

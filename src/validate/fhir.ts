@@ -40,6 +40,11 @@ export interface ValidateOptions {
   readonly bindings?: boolean;
   /** Run invariants.ts: data-type invariants, narrative rules, provenance-1 gaps (default true). */
   readonly invariants?: boolean;
+  /**
+   * Validate DocumentReference and Provenance against US Core 8 (default true; then the profiles must be
+   * loaded). False validates against base R4 and `meta.profile` only — for a dry run without a profile folder.
+   */
+  readonly defaultProfiles?: boolean;
 }
 
 const DEFAULT_MAX_BASE64 = 16 * 1024 * 1024;
@@ -60,7 +65,7 @@ export function validateFhir(
   const issues = eachResource(resource, (r, isEntry) => {
     // The Bundle's own base run already covers its entries against base R4.
     const out = isEntry ? [] : run(r, undefined, BASE_R4, maxBytes);
-    for (const sd of profilesFor(r, registry, out)) {
+    for (const sd of profilesFor(r, registry, out, options)) {
       out.push(...run(r, sd, `${sd.url}|${sd.version ?? ''}`, maxBytes));
     }
     if (r.resourceType === 'Provenance' && (options.invariants ?? true)) {
@@ -116,9 +121,14 @@ export function assertValidFhir(
 }
 
 /** The profiles that apply to one resource; unknown meta.profile entries become warnings in `out`. */
-function profilesFor(r: Resource, registry: ProfileRegistry, out: Issue[]): StructureDefinition[] {
+function profilesFor(
+  r: Resource,
+  registry: ProfileRegistry,
+  out: Issue[],
+  options: ValidateOptions,
+): StructureDefinition[] {
   const found = new Map<string, StructureDefinition>();
-  for (const url of DEFAULT_PROFILES[r.resourceType] ?? []) {
+  for (const url of options.defaultProfiles === false ? [] : (DEFAULT_PROFILES[r.resourceType] ?? [])) {
     const sd = findStructureDefinition(registry, url);
     if (!sd) {
       throw new ScribeError(

@@ -37,6 +37,27 @@ const FALLBACKS: Record<string, readonly [system: string, codes: readonly string
     `${R4}/provenance-entity-role`,
     ['derivation', 'revision', 'quotation', 'source', 'removal'],
   ],
+  // US Core 8.0.0 (CC0): the two value sets scribe-bridge's own binding checks need, so that a deployment
+  // without the US Core package still refuses a wrong category or note type. Loaded files take precedence.
+  'http://hl7.org/fhir/us/core/ValueSet/us-core-documentreference-category': [
+    'http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category',
+    ['clinical-note'],
+  ],
+  'http://hl7.org/fhir/us/core/ValueSet/us-core-clinical-note-type': [
+    'http://loinc.org',
+    [
+      '18842-5',
+      '11488-4',
+      '34117-2',
+      '11506-3',
+      '28570-0',
+      '18748-4',
+      '11502-2',
+      '11526-1',
+      '11504-8',
+      '34111-5',
+    ],
+  ],
 };
 
 const cache = new WeakMap<ProfileRegistry, Map<string, CodeList | null>>();
