@@ -216,6 +216,37 @@ export const ERROR_CODES = {
     issue: 'processing',
     hint: 'Every file in the configured FHIR profile folders must be a readable JSON conformance resource, and US Core 8 (with snapshots) must be loaded; fix or remove the file named.',
   },
+  // --- delivery ---
+  MLLP_REJECTED: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'business-rule',
+    hint: 'The receiver refused the message (AE / CR): fix the data or the mapping named in ERR, then replay. It is not resent unchanged.',
+  },
+  MLLP_NO_ACK: {
+    status: 504,
+    disposition: 'ambiguous',
+    issue: 'timeout',
+    hint: 'The message was sent but no usable ACK came back; it is resent later with the same MSH-10 so the receiver can deduplicate.',
+  },
+  MLLP_PROTOCOL: {
+    status: 502,
+    disposition: 'retry',
+    issue: 'transient',
+    hint: 'The receiver answered with something that is not an MLLP-framed HL7 acknowledgement; check the host, port and TLS settings.',
+  },
+  DELIVERY_FAILED: {
+    status: 503,
+    disposition: 'dead-letter',
+    issue: 'transient',
+    hint: 'The retry budget is spent: check that the destination is reachable and accepting, then replay from the dead-letter queue.',
+  },
+  SHUTTING_DOWN: {
+    status: 503,
+    disposition: 'retry',
+    issue: 'transient',
+    hint: 'Nothing was sent; the delivery is retried by the next worker.',
+  },
   // --- command line and files ---
   USAGE: {
     status: 400,
