@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { fieldText, parseEr7, segmentsNamed } from './support/hl7-parse.ts';
+import { startMllpServer } from './support/mllp-server.ts';
 
 const root = new URL('../', import.meta.url).pathname;
 const bin = join(root, 'bin/scribe-bridge.js');
@@ -141,5 +143,61 @@ describe('scribe-bridge mappings', () => {
     expect(r.stdout).toMatch(
       /PASS us-core-docref × hp-typical\n {2}sentences\s+47 \/ 47\s+carried\n {2}evidence links\s+0 \/ 269\s+carried/,
     );
+  });
+});
+
+describe('scribe-bridge send (MLLP, one-off)', () => {
+  it('delivers the T02 to a real MLLP receiver and reports the ACK; AE is rejected after one send', async () => {
+    const server = await startMllpServer({ script: [[{ ack: 'AA' }], [{ ack: 'AE', err: 'bad patient' }]] });
+    try {
+      const ok = await run([
+        'send',
+        `${valid}/hp-typical.json`,
+        '--mllp',
+        `127.0.0.1:${server.port}`,
+        '--keys',
+        'fixtures/keys',
+      ]);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.stdout).toMatch(
+        /^delivered riverside-clinic\/enc-4471-hp r1 → 127\.0\.0\.1:\d+: MSH-10 [A-Z2-7]{20}, 1 attempt\(s\), ACK AA\n$/,
+      );
+      const msg = parseEr7(server.received[0]!.raw);
+      expect(fieldText(segmentsNamed(msg, 'MSH')[0]!, 9, 2)).toBe('T02');
+      expect(fieldText(segmentsNamed(msg, 'TXA')[0]!, 12)).toBe('enc-4471-hp-r1');
+      const bad = await run([
+        'send',
+        `${valid}/hp-typical.json`,
+        '--mllp',
+        `127.0.0.1:${server.port}`,
+        '--keys',
+        'fixtures/keys',
+      ]);
+      expect(bad.code).toBe(1);
+      expect(bad.stdout).toMatch(/^rejected /);
+      expect(bad.stderr).toMatch(/error MLLP_REJECTED: /);
+      expect(server.received).toHaveLength(2);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('refuses to send an envelope whose signature does not verify', async () => {
+    const server = await startMllpServer();
+    try {
+      const r = await run([
+        'send',
+        'fixtures/envelopes/invalid/signature-text-changed.json',
+        '--mllp',
+        `127.0.0.1:${server.port}`,
+        '--keys',
+        'fixtures/keys',
+      ]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^error SIGNATURE_INVALID/);
+      expect(server.received).toHaveLength(0);
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -7,6 +7,7 @@ import { ScribeError, toScribeError } from '../errors.ts';
 import { type Io, processIo } from './io.ts';
 import { mapCommand } from './map.ts';
 import { mappingsCheck, mappingsCoverage, mappingsDiff, mappingsTest } from './mappings.ts';
+import { type SendOptions, sendCommand } from './send.ts';
 import { verifyCommand } from './verify.ts';
 
 /** Exit codes: 0 ok; 1 the input failed a check; 2 usage; 70 internal error (sysexits EX_SOFTWARE). */
@@ -72,6 +73,27 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
         code = await mapCommand(path, opts, io);
       },
     );
+
+  program
+    .command('send')
+    .description(
+      'deliver one signed envelope to an MLLP receiver now (verify, map, check, send, ACK table, retries)',
+    )
+    .argument('<envelope>', 'the envelope JSON file')
+    .requiredOption('--mllp <host:port>', 'the receiver')
+    .requiredOption('--keys <jwks|dir>', 'review keys: the signature is always verified before sending')
+    .option('--mapping <id|file>', 'an hl7v2 mapping', 'mdm')
+    .option('--destination <id>', 'destination id for MSH-10 (default host:port)')
+    .option('--ack-timeout <ms>', 'how long to wait for the ACK', '30000')
+    .option('--attempts <n>', 'attempts for AR / CE / connection failures', '3')
+    .option('--tls-ca <pem>', 'use TLS, trusting this CA certificate')
+    .option('--sending-application <name>')
+    .option('--sending-facility <name>')
+    .option('--receiving-application <name>')
+    .option('--receiving-facility <name>')
+    .action(async (path: string, opts: SendOptions) => {
+      code = await sendCommand(path, opts, io);
+    });
 
   const mappings = program.command('mappings').description('author and test mapping files');
   mappings
