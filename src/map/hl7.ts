@@ -48,23 +48,40 @@ export function parseDelimiters(s: string): Delimiters {
   return { field, component, repetition, escape: esc, subcomponent };
 }
 
-/** Escapes one text value for a field, component or sub-component. */
-export function escapeHl7(text: string, d: Delimiters = DEFAULT_DELIMITERS): string {
-  let out = '';
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (c === d.escape) out += `${d.escape}E${d.escape}`;
-    else if (c === d.field) out += `${d.escape}F${d.escape}`;
-    else if (c === d.component) out += `${d.escape}S${d.escape}`;
-    else if (c === d.subcomponent) out += `${d.escape}T${d.escape}`;
-    else if (c === d.repetition) out += `${d.escape}R${d.escape}`;
-    else if (c === '\r') {
-      if (text[i + 1] === '\n') i++;
-      out += `${d.escape}.br${d.escape}`;
-    } else if (c === '\n') out += `${d.escape}.br${d.escape}`;
-    else out += c;
+const escapers = new WeakMap<Delimiters, { test: RegExp; all: RegExp; map: Map<string, string> }>();
+
+function escaperFor(d: Delimiters) {
+  let e = escapers.get(d);
+  if (!e) {
+    const chars = [d.escape, d.field, d.component, d.subcomponent, d.repetition].map((c) =>
+      c.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&'),
+    );
+    const cls = `\\r\\n|[\\r\\n${chars.join('')}]`;
+    const map = new Map<string, string>([
+      [d.escape, `${d.escape}E${d.escape}`],
+      [d.field, `${d.escape}F${d.escape}`],
+      [d.component, `${d.escape}S${d.escape}`],
+      [d.subcomponent, `${d.escape}T${d.escape}`],
+      [d.repetition, `${d.escape}R${d.escape}`],
+      ['\r\n', `${d.escape}.br${d.escape}`],
+      ['\r', `${d.escape}.br${d.escape}`],
+      ['\n', `${d.escape}.br${d.escape}`],
+    ]);
+    e = { test: new RegExp(`[\\r\\n${chars.join('')}]`), all: new RegExp(cls, 'g'), map };
+    escapers.set(d, e);
   }
-  return out;
+  return e;
+}
+
+/**
+ * Escapes one text value for a field, component or sub-component: each delimiter becomes its escape sequence
+ * (the escape character itself included, so no sequence is ever formed twice), and a line break — CRLF, CR or
+ * LF — becomes `\.br\`.
+ */
+export function escapeHl7(text: string, d: Delimiters = DEFAULT_DELIMITERS): string {
+  const e = escaperFor(d);
+  if (!e.test.test(text)) return text;
+  return text.replace(e.all, (m) => e.map.get(m)!);
 }
 
 type Positional = Record<string, unknown>;
@@ -73,14 +90,23 @@ function isPositional(v: unknown): v is Positional {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-function text(v: unknown, where: string, d: Delimiters): string {
+/** Where a value sits (`PID-5.1`), built only when an error is reported. */
+type At = Array<string | number>;
+
+function atText(at: At): string {
+  let out = String(at[0]);
+  for (let i = 1; i < at.length; i++) out += typeof at[i] === 'number' ? `[${at[i]}]` : `.${at[i]}`;
+  return out;
+}
+
+function text(v: unknown, at: At, d: Delimiters): string {
   if (v === undefined || v === null) return '';
   if (typeof v === 'string') return escapeHl7(v, d);
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   throw new ScribeError(
     'MAPPING_EVAL',
     `an HL7 value must be text or a number, not ${Array.isArray(v) ? 'a list' : 'an object'}`,
-    { where },
+    { where: atText(at) },
   );
 }
 
@@ -90,19 +116,24 @@ function text(v: unknown, where: string, d: Delimiters): string {
  */
 function positional(
   v: Positional,
-  where: string,
+  at: At,
   sep: string,
-  item: (x: unknown, where: string) => string,
+  item: (x: unknown, at: At) => string,
   first = 1,
+  skip?: string,
 ): string {
   const parts: string[] = [];
-  for (const [k, x] of Object.entries(v)) {
-    if (!/^[1-9]\d*$/.test(k) || Number(k) < first) {
+  for (const k in v) {
+    if (k === skip) continue;
+    const n = Number(k);
+    if (!Number.isInteger(n) || n < first || String(n) !== k) {
       throw new ScribeError('MAPPING_EVAL', `position ${JSON.stringify(k)} is not a number from ${first}`, {
-        where,
+        where: atText(at),
       });
     }
-    parts[Number(k) - first] = item(x, `${where}.${k}`);
+    at.push(k);
+    parts[n - first] = item(v[k], at);
+    at.pop();
   }
   let end = parts.length;
   while (end > 0 && !parts[end - 1]) end--;
@@ -111,51 +142,56 @@ function positional(
   return out;
 }
 
-function component(v: unknown, where: string, d: Delimiters): string {
-  return isPositional(v) ? positional(v, where, d.subcomponent, (x, w) => text(x, w, d)) : text(v, where, d);
+function component(v: unknown, at: At, d: Delimiters): string {
+  return isPositional(v) ? positional(v, at, d.subcomponent, (x, a) => text(x, a, d)) : text(v, at, d);
 }
 
-function repetition(v: unknown, where: string, d: Delimiters): string {
-  return isPositional(v)
-    ? positional(v, where, d.component, (x, w) => component(x, w, d))
-    : text(v, where, d);
+function repetition(v: unknown, at: At, d: Delimiters): string {
+  return isPositional(v) ? positional(v, at, d.component, (x, a) => component(x, a, d)) : text(v, at, d);
 }
 
-function field(v: unknown, where: string, d: Delimiters): string {
+function field(v: unknown, at: At, d: Delimiters): string {
   if (isPositional(v) && 'repeat' in v) {
     const reps = v['repeat'];
     const list = Array.isArray(reps) ? reps : reps === undefined ? [] : [reps];
-    return list.map((r, i) => repetition(r, `${where}.repeat[${i}]`, d)).join(d.repetition);
+    let out = '';
+    for (let i = 0; i < list.length; i++) {
+      at.push('repeat', i);
+      out += (i > 0 ? d.repetition : '') + repetition(list[i], at, d);
+      at.pop();
+      at.pop();
+    }
+    return out;
   }
-  return repetition(v, where, d);
+  return repetition(v, at, d);
 }
 
 /** Serialises rendered segments to ER7: segments separated (and terminated) by CR. */
 export function serializeHl7(value: unknown, d: Delimiters = DEFAULT_DELIMITERS): string {
   const segments = Array.isArray(value) ? value : [value];
   let out = '';
-  segments.forEach((seg, i) => {
-    const where = `segment ${i + 1}`;
+  for (let i = 0; i < segments.length; i++) {
+    const seg = segments[i];
     if (
       !isPositional(seg) ||
       typeof seg['segment'] !== 'string' ||
       !/^[A-Z][A-Z0-9]{2}$/.test(seg['segment'])
     ) {
       throw new ScribeError('MAPPING_EVAL', 'each HL7 segment needs `segment: <three-character name>`', {
-        where,
+        where: `segment ${i + 1}`,
       });
     }
     const name = seg['segment'];
-    const { segment: _name, ...fields } = seg;
+    const at: At = [`segment ${i + 1} (${name})`];
     if (name === 'MSH') {
       // MSH-1 is the field separator itself and MSH-2 the encoding characters: written here from the
       // delimiters, never escaped; the template gives MSH-3 onwards.
-      const rest = positional(fields, `${where} (MSH)`, d.field, (x, w) => field(x, w, d), 3);
+      const rest = positional(seg, at, d.field, (x, a) => field(x, a, d), 3, 'segment');
       out += `MSH${d.field}${d.component}${d.repetition}${d.escape}${d.subcomponent}${rest ? `${d.field}${rest}` : ''}\r`;
     } else {
-      const body = positional(fields, `${where} (${name})`, d.field, (x, w) => field(x, w, d));
+      const body = positional(seg, at, d.field, (x, a) => field(x, a, d), 1, 'segment');
       out += `${name}${body ? `${d.field}${body}` : ''}\r`;
     }
-  });
+  }
   return out;
 }
