@@ -8,9 +8,9 @@ import { basename, join } from 'node:path';
 import { createTwoFilesPatch } from 'diff';
 import type { KeySource, VerifiedNote } from '../contract/verify.ts';
 import { toScribeError } from '../errors.ts';
-import { lifecycleMode, type Rendering, render } from '../map/engine.ts';
+import { type Rendering, render } from '../map/engine.ts';
 import type { Mapping } from '../map/mapping-file.ts';
-import { findPrior, noteFromFile } from './notes.ts';
+import { noteWithPrior } from './notes.ts';
 
 export interface GoldenResult {
   readonly mapping: string;
@@ -55,10 +55,7 @@ export async function runGolden(opts: GoldenOptions): Promise<GoldenResult[]> {
   const notes = new Map<string, { note?: VerifiedNote; prior?: VerifiedNote; error?: string }>();
   for (const file of files) {
     try {
-      const note = await noteFromFile(file, opts.keys);
-      const prior =
-        lifecycleMode(note) === 'retraction' ? await findPrior(note, file, undefined, opts.keys) : undefined;
-      notes.set(file, { note, ...(prior ? { prior } : {}) });
+      notes.set(file, await noteWithPrior(file, opts.keys));
     } catch (e) {
       notes.set(file, { error: toScribeError(e).message });
     }

@@ -1,11 +1,11 @@
 import { rename, writeFile } from 'node:fs/promises';
 import { delimiter, dirname, resolve } from 'node:path';
-import { lifecycleMode, render } from '../map/engine.ts';
+import { render } from '../map/engine.ts';
 import { MappingRegistry } from '../map/registry.ts';
 import { Conformance } from '../validate/conformance.ts';
 import { loadProfiles } from '../validate/profiles.ts';
 import type { Io } from './io.ts';
-import { findPrior, keysFromOption, noteFromFile } from './notes.ts';
+import { keysFromOption, noteWithPrior } from './notes.ts';
 
 /** `--profiles` folders, else SCRIBE_BRIDGE_PROFILES (path-separated), else none (base R4 + our own). */
 export function profileFolders(option: readonly string[] | undefined): string[] {
@@ -31,11 +31,8 @@ export async function writeAtomic(path: string, data: string | Uint8Array): Prom
 }
 
 export async function mapCommand(envelopePath: string, opts: MapOptions, io: Io): Promise<number> {
-  const keys = await keysFromOption(opts.keys);
-  const note = await noteFromFile(envelopePath, keys);
+  const { note, prior } = await noteWithPrior(envelopePath, await keysFromOption(opts.keys), opts.prior);
   const mapping = new MappingRegistry().get(opts.mapping);
-  const prior =
-    lifecycleMode(note) === 'retraction' ? await findPrior(note, envelopePath, opts.prior, keys) : undefined;
   const rendering = render(mapping, {
     note,
     ...(prior ? { prior } : {}),

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { createTwoFilesPatch } from 'diff';
 import { type ScribeError, toScribeError } from '../errors.ts';
 import { coverage, formatCoverage } from '../map/coverage.ts';
-import { lifecycleMode, render } from '../map/engine.ts';
+import { render } from '../map/engine.ts';
 import type { Mapping } from '../map/mapping-file.ts';
 import { probeNotes } from '../map/probes.ts';
 import {
@@ -14,7 +14,7 @@ import {
 } from '../map/registry.ts';
 import { goldenText, runGolden } from './golden.ts';
 import type { Io } from './io.ts';
-import { findPrior, keysFromOption, noteFromFile } from './notes.ts';
+import { keysFromOption, noteWithPrior } from './notes.ts';
 
 function printError(io: Io, err: ScribeError): void {
   io.err(`error ${err.message}\n`);
@@ -106,13 +106,9 @@ export async function mappingsDiff(
   opts: { keys?: string },
   io: Io,
 ): Promise<number> {
-  const keys = await keysFromOption(opts.keys);
-  const note = await noteFromFile(envelope, keys);
-  const prior =
-    lifecycleMode(note) === 'retraction' ? await findPrior(note, envelope, undefined, keys) : undefined;
+  const input = await noteWithPrior(envelope, await keysFromOption(opts.keys));
   const registry = new MappingRegistry();
   const [ma, mb] = [registry.get(a), registry.get(b)];
-  const input = { note, ...(prior ? { prior } : {}) };
   const [ta, tb] = [goldenText(render(ma, input)), goldenText(render(mb, input))];
   if (ta === tb) {
     io.out(`no difference: ${ma.id} ${ma.version} and ${mb.id} ${mb.version} give the same output\n`);
@@ -137,10 +133,7 @@ export async function mappingsCoverage(
   opts: { mapping: string; keys?: string },
   io: Io,
 ): Promise<number> {
-  const keys = await keysFromOption(opts.keys);
-  const note = await noteFromFile(envelope, keys);
-  const prior =
-    lifecycleMode(note) === 'retraction' ? await findPrior(note, envelope, undefined, keys) : undefined;
+  const { note, prior } = await noteWithPrior(envelope, await keysFromOption(opts.keys));
   const mapping = new MappingRegistry().get(opts.mapping);
   const r = render(mapping, { note, ...(prior ? { prior } : {}) });
   io.out(`${mapping.id} ${mapping.version} on ${envelope}:\n${formatCoverage(coverage(note, r))}\n`);

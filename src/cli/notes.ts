@@ -5,6 +5,7 @@ import { type Jwks, loadJwksFile } from '../contract/signature.ts';
 import type { KeySource } from '../contract/verify.ts';
 import { type VerifiedNote, verifyEnvelope } from '../contract/verify.ts';
 import { ScribeError } from '../errors.ts';
+import { lifecycleMode } from '../map/engine.ts';
 
 export async function readFileOrFail(path: string, what: string): Promise<Buffer> {
   try {
@@ -57,6 +58,18 @@ export async function keysFromOption(path: string | undefined): Promise<KeySourc
     }
     return p;
   };
+}
+
+/** An envelope file and, for a retraction, the revision it retracts (`--prior`, or found beside it). */
+export async function noteWithPrior(
+  path: string,
+  keys: KeySource | undefined,
+  priorPath?: string,
+): Promise<{ note: VerifiedNote; prior?: VerifiedNote }> {
+  const note = await noteFromFile(path, keys);
+  const prior =
+    lifecycleMode(note) === 'retraction' ? await findPrior(note, path, priorPath, keys) : undefined;
+  return { note, ...(prior ? { prior } : {}) };
 }
 
 /**

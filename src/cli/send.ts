@@ -7,12 +7,12 @@ import { readFile } from 'node:fs/promises';
 import { MllpClient } from '../deliver/mllp.ts';
 import { deliverMllp, mllpDeliveryError } from '../deliver/mllp-deliver.ts';
 import { ScribeError } from '../errors.ts';
-import { lifecycleMode, render } from '../map/engine.ts';
+import { render } from '../map/engine.ts';
 import { MappingRegistry } from '../map/registry.ts';
 import { Conformance } from '../validate/conformance.ts';
 import { loadProfiles } from '../validate/profiles.ts';
 import type { Io } from './io.ts';
-import { findPrior, keysFromOption, noteFromFile } from './notes.ts';
+import { keysFromOption, noteWithPrior } from './notes.ts';
 
 export interface SendOptions {
   mllp: string;
@@ -40,10 +40,7 @@ function hostPort(s: string): { host: string; port: number } {
 
 export async function sendCommand(envelope: string, opts: SendOptions, io: Io): Promise<number> {
   const { host, port } = hostPort(opts.mllp);
-  const keys = await keysFromOption(opts.keys);
-  const note = await noteFromFile(envelope, keys);
-  const prior =
-    lifecycleMode(note) === 'retraction' ? await findPrior(note, envelope, undefined, keys) : undefined;
+  const { note, prior } = await noteWithPrior(envelope, await keysFromOption(opts.keys));
   const mapping = new MappingRegistry().get(opts.mapping);
   if (mapping.format !== 'hl7v2') {
     throw new ScribeError(
