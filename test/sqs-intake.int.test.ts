@@ -1,0 +1,149 @@
+/**
+ * The review-queue consumer against a real SQS-compatible server (fauxqs on 127.0.0.1) with the real verifier:
+ * a valid note is recorded then deleted; poison (bad JSON, a bad signature, a bad pointer) goes to the DLQ on its
+ * first receive with the error code as an attribute and no PHI, then is deleted; a claim-check pointer is
+ * resolved from S3; a transient failure leaves the message to come back; one bad message never blocks the others.
+ */
+import { readFileSync } from 'node:fs';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateQueueCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
+import { buildApp } from 'fauxqs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Hex } from '../src/contract/artifacts.ts';
+import { loadJwksFile } from '../src/contract/signature.ts';
+import { verifyEnvelope } from '../src/contract/verify.ts';
+import { ScribeError } from '../src/errors.ts';
+import { S3ObjectStore } from '../src/ingest/s3.ts';
+import { REASON_ATTRIBUTE, SqsConsumer, type SqsLogEvent } from '../src/ingest/sqs.ts';
+
+const fixtures = new URL('../fixtures/', import.meta.url).pathname;
+const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
+let app: ReturnType<typeof buildApp>;
+let endpoint: string;
+let sqs: SQSClient;
+let queueUrl: string;
+let dlqUrl: string;
+let store: S3ObjectStore;
+
+/** dap-depression carries its artifacts inline, as the queue must (file: URIs are refused from the queue). */
+function inlineEnvelope(name: string): string {
+  return readFileSync(`${fixtures}envelopes/valid/${name}`, 'utf8');
+}
+
+beforeAll(async () => {
+  app = buildApp({ logger: false });
+  endpoint = await app.listen({ port: 0, host: '127.0.0.1' });
+  sqs = new SQSClient({ endpoint, region: 'us-east-1', credentials });
+  queueUrl = (
+    await sqs.send(
+      new CreateQueueCommand({ QueueName: 'signed-notes', Attributes: { VisibilityTimeout: '30' } }),
+    )
+  ).QueueUrl!;
+  dlqUrl = (await sqs.send(new CreateQueueCommand({ QueueName: 'signed-notes-dlq' }))).QueueUrl!;
+  const s3 = new S3Client({ endpoint, region: 'us-east-1', credentials, forcePathStyle: true });
+  await s3.send(new CreateBucketCommand({ Bucket: 'claims' }));
+  const pointed = inlineEnvelope('dap-depression.json');
+  await s3.send(new PutObjectCommand({ Bucket: 'claims', Key: 'n/dap.json', Body: pointed }));
+  s3.destroy();
+  store = new S3ObjectStore({ region: 'us-east-1', endpoint, forcePathStyle: true, credentials });
+});
+
+afterAll(async () => {
+  store.destroy();
+  sqs.destroy();
+  await app.close();
+});
+
+describe('SQS intake (fauxqs)', () => {
+  it('records valid notes, dead-letters poison on first receive with its code, resolves pointers, retries transient failures', async () => {
+    const keys = await loadJwksFile(`${fixtures}keys/riverside-clinic.jwks.json`);
+    const dap = readFileSync(`${fixtures}envelopes/valid/dap-depression.json`, 'utf8');
+    const bodies = {
+      valid: inlineEnvelope('dap-depression.json'),
+      json: '{"kind": "signed-note", oops',
+      signature: readFileSync(`${fixtures}envelopes/invalid/signature-text-changed.json`, 'utf8'),
+      pointer: JSON.stringify({
+        kind: 'signed-note-pointer',
+        uri: 's3://claims/n/dap.json',
+        sha256: sha256Hex(dap),
+      }),
+      badPointer: JSON.stringify({
+        kind: 'signed-note-pointer',
+        uri: 's3://claims/n/dap.json',
+        sha256: 'bad',
+      }),
+      transient: '{"transient": true}',
+    };
+    for (const body of Object.values(bodies))
+      await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body }));
+
+    const recorded: string[] = [];
+    let transientSeen = 0;
+    const events: SqsLogEvent[] = [];
+    const consumer = new SqsConsumer(
+      {
+        queueUrl,
+        region: 'us-east-1',
+        endpoint,
+        deadLetterQueueUrl: dlqUrl,
+        visibilityTimeoutSeconds: 10,
+        waitTimeSeconds: 1,
+        objectStore: store,
+        credentials,
+        retryDelaySeconds: () => 1,
+        log: (e) => events.push(e),
+      },
+      async (body) => {
+        const text = new TextDecoder().decode(body);
+        if (text.includes('"transient"')) {
+          transientSeen++;
+          if (transientSeen === 1) throw new ScribeError('ARTIFACT_UNAVAILABLE', 'store down');
+          recorded.push('transient');
+          return { outcome: 'accepted' };
+        }
+        const v = await verifyEnvelope(body, { keys });
+        recorded.push(`${v.envelope.noteId}`);
+        return { outcome: 'accepted' };
+      },
+    );
+    let rounds = 0;
+    while ((recorded.length < 3 || transientSeen < 2) && rounds++ < 10) await consumer.pollOnce();
+    await consumer.stop();
+
+    // The inline envelope and the pointed-to copy were both recorded; the transient one came back and was too.
+    const dapId = JSON.parse(dap).noteId as string;
+    expect(recorded.filter((r) => r === dapId)).toHaveLength(2);
+    expect(recorded).toContain('transient');
+    expect(transientSeen).toBe(2);
+    const dlq = await sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: dlqUrl,
+        MaxNumberOfMessages: 10,
+        MessageAttributeNames: ['All'],
+        WaitTimeSeconds: 1,
+      }),
+    );
+    const reasons = (dlq.Messages ?? [])
+      .map((m) => m.MessageAttributes?.[REASON_ATTRIBUTE]?.StringValue)
+      .sort();
+    expect(reasons).toContain('ENVELOPE_JSON');
+    expect(reasons).toContain('SIGNATURE_INVALID');
+    expect(reasons).toContain('POINTER_INVALID');
+    // Attributes carry codes only.
+    for (const m of dlq.Messages ?? []) {
+      for (const a of Object.values(m.MessageAttributes ?? {}))
+        expect(a.StringValue).toMatch(/^[A-Z_]+$|^[0-9a-f-]+$/);
+    }
+    // The main queue is drained.
+    const left = await sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }),
+    );
+    expect(left.Messages ?? []).toEqual([]);
+    expect(events.filter((e) => e.event === 'sqs.retry-later')).toHaveLength(1);
+  }, 60_000);
+});
