@@ -247,6 +247,12 @@ export const ERROR_CODES = {
     issue: 'transient',
     hint: 'Nothing was sent; the delivery is retried by the next worker.',
   },
+  CONFIG_INVALID: {
+    status: 500,
+    disposition: 'dead-letter',
+    issue: 'invalid',
+    hint: 'Fix every problem listed (each names file:line and the path in the file), then start scribe-bridge again.',
+  },
   // --- command line and files ---
   USAGE: {
     status: 400,
