@@ -241,6 +241,24 @@ export const ERROR_CODES = {
     issue: 'transient',
     hint: 'The retry budget is spent: check that the destination is reachable and accepting, then replay from the dead-letter queue.',
   },
+  FHIR_REJECTED: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'business-rule',
+    hint: 'The EHR refused the write (its OperationOutcome issue codes are recorded): fix the data, the mapping or the destination settings, then replay. It is not resent unchanged.',
+  },
+  FHIR_NO_ANSWER: {
+    status: 504,
+    disposition: 'ambiguous',
+    issue: 'timeout',
+    hint: 'The EHR may have stored it; the reconciler reads it back by identifier before any resend.',
+  },
+  FHIR_UNSENDABLE: {
+    status: 500,
+    disposition: 'dead-letter',
+    issue: 'not-supported',
+    hint: 'Choose a FHIR mapping whose output this destination can send (see docs/mappings.md).',
+  },
   SHUTTING_DOWN: {
     status: 503,
     disposition: 'retry',
