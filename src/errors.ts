@@ -216,6 +216,31 @@ export const ERROR_CODES = {
     issue: 'processing',
     hint: 'Every file in the configured FHIR profile folders must be a readable JSON conformance resource, and US Core 8 (with snapshots) must be loaded; fix or remove the file named.',
   },
+  // --- ledger ---
+  LEDGER_UNAVAILABLE: {
+    status: 503,
+    disposition: 'retry',
+    issue: 'transient',
+    hint: 'The ledger database did not answer; nothing was recorded and the item is retried. Check the store URL and that PostgreSQL is up.',
+  },
+  LEDGER_LOCKED: {
+    status: 503,
+    disposition: 'dead-letter',
+    issue: 'conflict',
+    hint: 'Another scribe-bridge process holds this PGlite data directory; stop it, or use PostgreSQL for several workers.',
+  },
+  LEDGER_LEASE_LOST: {
+    status: 409,
+    disposition: 'ambiguous',
+    issue: 'conflict',
+    hint: 'Another worker took over this delivery after the lease expired; it settles the outcome.',
+  },
+  LEDGER_SCHEMA: {
+    status: 500,
+    disposition: 'dead-letter',
+    issue: 'processing',
+    hint: 'A released migration must never change: revert the file and add a new migration.',
+  },
   // --- delivery ---
   MLLP_REJECTED: {
     status: 422,

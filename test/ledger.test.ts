@@ -1,0 +1,691 @@
+/**
+ * The ledger, one suite run against both stores: PGlite (a temp data directory, which also exercises the
+ * directory lock) and the PostgreSQL on 127.0.0.1:5432 (a fresh database per run, dropped afterwards).
+ * Names (notes, destinations) are unique per test, so tests share one database without resets.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ScribeError } from '../src/errors.ts';
+import { auditHash, GENESIS_HASH, readAudit } from '../src/ledger/audit.ts';
+import { type Db, openLedger, type Tx } from '../src/ledger/db.ts';
+import { claimDue as claimDueTx, recordAttempt as recordAttemptTx } from '../src/ledger/deliveries.ts';
+import { LOCK_FILE } from '../src/ledger/dir-lock.ts';
+import { Ledger } from '../src/ledger/ledger.ts';
+import { loadMigrations, migrate } from '../src/ledger/migrate.ts';
+import { placeRevision } from '../src/ledger/revisions.ts';
+import type { AttemptResult, RevisionInput } from '../src/ledger/types.ts';
+
+const PG_BASE = 'postgres://postgres@127.0.0.1:5432';
+const HOLD_SECONDS = 600;
+const T0 = new Date('2030-01-01T00:00:00.000Z');
+
+const sha = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
+let unique = 0;
+const name = (prefix: string) => `${prefix}-${++unique}-${randomBytes(3).toString('hex')}`;
+
+function input(
+  noteId: string,
+  revision: number,
+  destinations: readonly string[],
+  o: { status?: RevisionInput['status']; content?: string; tenant?: string } = {},
+): RevisionInput {
+  const status = o.status ?? (revision === 1 ? 'final' : 'amended');
+  return {
+    tenant: o.tenant ?? 't1',
+    noteId,
+    revision,
+    status,
+    replaces: revision === 1 ? null : revision - 1,
+    contentSha256: sha(`${noteId}/${revision}/${o.content ?? 'v'}`),
+    envelope: { kind: 'signed-note', noteId, revision, status },
+    signature: {
+      kid: 'k1',
+      alg: 'ES256',
+      thumbprint: 'tp',
+      signedAt: '2029-12-31T23:00:00Z',
+      verified: true,
+    },
+    artifacts: [
+      { name: 'transcript', source: 'uri', uri: 's3://b/t.json', sha256: sha('t'), hashSigned: true },
+    ],
+    source: 'http',
+    renderings: destinations.map((destination) => {
+      const payload = `payload ${noteId} r${revision} ${destination}`;
+      return {
+        destination,
+        mapping: { id: 'us-core-docref', version: '1.0.0', digest: sha('m') },
+        contentType: 'application/fhir+json',
+        payload,
+        payloadSha256: sha(payload),
+        writeRequest: { method: 'PUT', url: `DocumentReference/${noteId}-${revision}` },
+        identifiers: [{ system: 'urn:test', value: `${noteId}-${revision}` }],
+      };
+    }),
+  };
+}
+
+const ok = (outcome: AttemptResult['outcome'], extra: Partial<AttemptResult> = {}): AttemptResult => ({
+  outcome,
+  startedAt: T0,
+  durationMs: 12,
+  ...extra,
+});
+
+describe.each(['pglite', 'postgres'] as const)('ledger on %s', (kind) => {
+  // Store-specific tests are registered only for their store (not skipped on the other: nothing is hidden).
+  const only = <T extends typeof it | typeof describe>(store: typeof kind, fn: T): T =>
+    (store === kind ? fn : () => undefined) as unknown as T;
+  let url: string;
+  let dir = '';
+  let dbName = '';
+  let db: Db;
+  let ledger: Ledger;
+  let now = T0;
+  const open = (d: Db) => new Ledger(d, { holdSeconds: HOLD_SECONDS, clock: () => now });
+
+  beforeAll(async () => {
+    if (kind === 'pglite') {
+      dir = mkdtempSync(join(tmpdir(), 'sb-ledger-'));
+      url = `pglite://${dir}`;
+    } else {
+      dbName = `sb_test_${randomBytes(6).toString('hex')}`;
+      await admin(`create database ${dbName}`);
+      url = `${PG_BASE}/${dbName}`;
+    }
+    db = await openLedger(url);
+    expect((await migrate(db)).applied).toEqual(['001']);
+    ledger = open(db);
+  });
+
+  afterAll(async () => {
+    await db?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    if (dbName) await admin(`drop database if exists ${dbName} with (force)`);
+  });
+
+  it('migrations are idempotent and checksummed', async () => {
+    expect(await migrate(db)).toEqual({ applied: [], current: '001' });
+    const rows = await db.query<{ version: string }>('select version from schema_migrations');
+    expect(rows.map((r) => r.version)).toEqual(['001']);
+    const edited = loadMigrations().map((m) => ({ ...m, sha256: sha('edited') }));
+    await expect(migrate(db, edited)).rejects.toThrow(/differs from the one applied/);
+  });
+
+  it('normalises bigint to number and timestamptz to Date', async () => {
+    const [row] = await db.query<{ big: unknown; at: unknown; j: unknown }>(
+      `select 9007199254740991::bigint as big, $1::timestamptz as at, $2::jsonb as j`,
+      [T0, [{ a: 1 }]],
+    );
+    expect(row).toEqual({ big: 9007199254740991, at: T0, j: [{ a: 1 }] });
+    await expect(db.query('select 9007199254740993::bigint as big')).rejects.toThrow(/beyond 2\^53/);
+    const failed = await db.query('select $1::int', ['canary-payload']).catch((e: unknown) => e);
+    expect(failed).toMatchObject({ code: '22P02' });
+    expect(failed).not.toHaveProperty('params');
+  });
+
+  it('acknowledges a duplicate, audited, without new deliveries', async () => {
+    now = T0;
+    const note = name('dup');
+    const first = await ledger.recordRevision(input(note, 1, ['d-a', 'd-b']));
+    expect(first.outcome).toBe('accepted');
+    const again = await ledger.recordRevision({ ...input(note, 1, ['d-a', 'd-b']), source: 'sqs' });
+    expect(again).toMatchObject({ outcome: 'duplicate', state: 'accepted' });
+    if (first.outcome !== 'accepted' || again.outcome !== 'duplicate') throw new Error('unreachable');
+    expect(again.deliveries).toEqual(first.deliveries);
+    expect(first.deliveries.map((d) => d.state)).toEqual(['pending', 'pending']);
+    const [count] = await db.query<{ n: number }>('select count(*) as n from deliveries where note_id = $1', [
+      note,
+    ]);
+    expect(count?.n).toBe(2);
+    expect(await actions(note)).toEqual(['revision.accepted', 'revision.duplicate-suppressed']);
+  });
+
+  it('refuses a conflict, audited, storing nothing else', async () => {
+    const note = name('conflict');
+    await ledger.recordRevision(input(note, 1, ['d-a']));
+    const other = input(note, 1, ['d-a'], { content: 'changed' });
+    const r = await ledger.recordRevision(other);
+    expect(r).toMatchObject({ outcome: 'conflict', storedSha256: input(note, 1, []).contentSha256 });
+    const status = await ledger.revisionStatus('t1', note);
+    expect(status?.revisions).toHaveLength(1);
+    expect(status?.revisions[0]?.contentSha256).toBe(input(note, 1, []).contentSha256);
+    expect(await actions(note)).toEqual(['revision.accepted', 'revision.conflict']);
+  });
+
+  it('holds a revision whose predecessor is missing, then releases it in order', async () => {
+    now = T0;
+    const note = name('wait');
+    const dest = name('d');
+    const r3 = await ledger.recordRevision(input(note, 3, [dest]));
+    const r2 = await ledger.recordRevision(input(note, 2, [dest]));
+    expect(r3).toMatchObject({ outcome: 'waiting', deliveries: [{ state: 'blocked' }] });
+    expect(r2).toMatchObject({ outcome: 'waiting', deliveries: [{ state: 'blocked' }] });
+    const held = await ledger.revisionStatus('t1', note);
+    expect(held?.revisions[0]?.holdUntil).toEqual(new Date(T0.getTime() + HOLD_SECONDS * 1000));
+    expect(await ledger.claimDue(dest, claim('w1'))).toEqual([]);
+
+    const r1 = await ledger.recordRevision(input(note, 1, [dest]));
+    expect(r1).toMatchObject({
+      outcome: 'accepted',
+      deliveries: [{ state: 'pending' }],
+      released: [
+        { revision: 2, state: 'accepted' },
+        { revision: 3, state: 'accepted' },
+      ],
+    });
+    // Released revisions stay blocked at the destination until their predecessor is delivered there.
+    for (const rev of [1, 2, 3]) {
+      const [c] = await ledger.claimDue(dest, claim('w1'));
+      expect(c).toMatchObject({ revision: rev, claimedFrom: 'pending' });
+      expect(await ledger.claimDue(dest, claim('w1'))).toEqual([]);
+      await ledger.recordAttempt(c!.id, 'w1', ok('delivered'));
+    }
+    const status = await ledger.revisionStatus('t1', note);
+    expect(status?.revisions.map((r) => [r.state, r.deliveries[0]?.state])).toEqual([
+      ['accepted', 'delivered'],
+      ['accepted', 'delivered'],
+      ['accepted', 'delivered'],
+    ]);
+    expect(await actions(note)).toContain('revision.released');
+  });
+
+  it('dead-letters a revision whose hold ran out, and revives it when re-sent', async () => {
+    now = T0;
+    const note = name('expire');
+    await ledger.recordRevision(input(note, 2, ['d-x']));
+    const late = new Date(T0.getTime() + HOLD_SECONDS * 1000);
+    expect(
+      (await ledger.expireWaiting(new Date(late.getTime() - 1))).filter((e) => e.noteId === note),
+    ).toEqual([]);
+    const expired = (await ledger.expireWaiting(late)).filter((e) => e.noteId === note);
+    expect(expired).toMatchObject([{ revision: 2, reason: 'HOLD_EXPIRED' }]);
+    expect((await ledger.revisionStatus('t1', note))?.revisions[0]?.state).toBe('dead-lettered');
+
+    now = late;
+    await ledger.recordRevision(input(note, 1, ['d-x']));
+    expect((await ledger.revisionStatus('t1', note))?.revisions[1]?.state).toBe('dead-lettered');
+    const redrive = await ledger.recordRevision(input(note, 2, ['d-x']));
+    expect(redrive).toMatchObject({ outcome: 'accepted', revived: true, deliveries: [{ state: 'blocked' }] });
+    expect(await actions(note)).toEqual([
+      'revision.waiting',
+      'revision.dead-lettered',
+      'revision.accepted',
+      'revision.revived',
+    ]);
+  });
+
+  it('accepts nothing after entered-in-error', async () => {
+    const note = name('eie');
+    await ledger.recordRevision(input(note, 1, ['d-a']));
+    await ledger.recordRevision(input(note, 2, ['d-a'], { status: 'entered-in-error' }));
+    const r = await ledger.recordRevision(input(note, 3, ['d-a']));
+    expect(r).toMatchObject({ outcome: 'rejected', code: 'LIFECYCLE_INVALID' });
+    expect((await ledger.revisionStatus('t1', note))?.revisions).toHaveLength(2);
+    expect((await actions(note)).at(-1)).toBe('revision.rejected');
+
+    // Arriving early does not help: a later revision stored before the retraction is dead-lettered by it.
+    const early = name('eie-early');
+    await ledger.recordRevision(input(early, 3, ['d-a']));
+    const retraction = await ledger.recordRevision(input(early, 2, ['d-a'], { status: 'entered-in-error' }));
+    expect(retraction).toMatchObject({
+      outcome: 'waiting',
+      released: [{ revision: 3, state: 'dead-lettered' }],
+    });
+    const r1 = await ledger.recordRevision(input(early, 1, ['d-a']));
+    expect(r1).toMatchObject({ outcome: 'accepted', released: [{ revision: 2, state: 'accepted' }] });
+    const states = (await ledger.revisionStatus('t1', early))?.revisions.map((v) => [v.state, v.stateReason]);
+    expect(states).toEqual([
+      ['accepted', null],
+      ['accepted', null],
+      ['dead-lettered', 'LIFECYCLE_INVALID'],
+    ]);
+  });
+
+  it('keeps the next revision blocked after a rejected or failed predecessor', async () => {
+    for (const outcome of ['rejected', 'failed'] as const) {
+      const note = name(outcome);
+      const dest = name('d');
+      await ledger.recordRevision(input(note, 1, [dest]));
+      const [c] = await ledger.claimDue(dest, claim('w1'));
+      // revision 2 arrives while revision 1 is being sent: blocked behind it
+      expect(await ledger.recordRevision(input(note, 2, [dest]))).toMatchObject({
+        deliveries: [{ state: 'blocked' }],
+      });
+      expect(await ledger.recordAttempt(c!.id, 'w1', ok(outcome, { errorCode: 'X' }))).toMatchObject({
+        state: outcome,
+        unblocked: [],
+      });
+      expect(await ledger.claimDue(dest, claim('w1'))).toEqual([]);
+      // and one arriving after the rejection is blocked too
+      expect(await ledger.recordRevision(input(note, 3, [dest]))).toMatchObject({
+        deliveries: [{ state: 'blocked' }],
+      });
+    }
+  });
+
+  it('claims each revision of a note only after the previous one is delivered there', async () => {
+    const note = name('order');
+    const [fast, slow] = [name('fast'), name('slow')];
+    await ledger.recordRevision(input(note, 1, [fast, slow]));
+    await ledger.recordRevision(input(note, 2, [fast, slow]));
+    const [f1] = await ledger.claimDue(fast, claim('w1'));
+    await ledger.recordAttempt(f1!.id, 'w1', ok('delivered'));
+    // the fast destination moves on; the slow one has not delivered revision 1 yet
+    expect((await ledger.claimDue(fast, claim('w1'))).map((c) => c.revision)).toEqual([2]);
+    const [s1] = await ledger.claimDue(slow, claim('w1'));
+    expect(s1?.revision).toBe(1);
+    await ledger.recordAttempt(s1!.id, 'w1', ok('ambiguous'));
+    // ambiguous is not terminal: revision 1 comes back first (for read-back), revision 2 still waits
+    const again = await ledger.claimDue(slow, claim('w1'));
+    expect(again.map((c) => [c.revision, c.claimedFrom])).toEqual([[1, 'ambiguous']]);
+    const unblocked = await ledger.recordAttempt(again[0]!.id, 'w1', ok('delivered'));
+    expect(unblocked.unblocked).toHaveLength(1);
+    expect((await ledger.claimDue(slow, claim('w1'))).map((c) => c.revision)).toEqual([2]);
+  });
+
+  it('retries at nextAttemptAt and never before', async () => {
+    now = T0;
+    const dest = name('d');
+    await ledger.recordRevision(input(name('retry'), 1, [dest]));
+    const [c] = await ledger.claimDue(dest, claim('w1'));
+    const later = new Date(T0.getTime() + 30_000);
+    await ledger.recordAttempt(c!.id, 'w1', ok('retry', { httpStatus: 503, nextAttemptAt: later }));
+    expect(await ledger.claimDue(dest, claim('w1', { now: new Date(later.getTime() - 1) }))).toEqual([]);
+    const [again] = await ledger.claimDue(dest, claim('w1', { now: later }));
+    expect(again).toMatchObject({ id: c!.id, attempts: 1 });
+    const attempts = await db.query<{ outcome: string; http_status: number }>(
+      'select outcome, http_status from delivery_attempts where delivery_id = $1',
+      [c!.id],
+    );
+    expect(attempts).toEqual([{ outcome: 'retry', http_status: 503 }]);
+  });
+
+  it('never hands the same delivery to two concurrent claimers', async () => {
+    const dest = name('d');
+    for (let i = 0; i < 12; i++) await ledger.recordRevision(input(name('skip'), 1, [dest]));
+    const other = kind === 'postgres' ? open(await openLedger(url)) : ledger;
+    try {
+      const got: number[] = [];
+      for (let round = 0; round < 6; round++) {
+        const [a, b] = await Promise.all([
+          ledger.claimDue(dest, claim('A', { limit: 3 })),
+          other.claimDue(dest, claim('B', { limit: 3 })),
+        ]);
+        got.push(...a.map((c) => c.id), ...b.map((c) => c.id));
+      }
+      expect(got).toHaveLength(12);
+      expect(new Set(got).size).toBe(12);
+    } finally {
+      if (other !== ledger) await other.close();
+    }
+  });
+
+  only('postgres', it)('skips rows another transaction holds instead of waiting', async () => {
+    const dest = name('d');
+    const notes = [name('held'), name('free')];
+    for (const n of notes) await ledger.recordRevision(input(n, 1, [dest]));
+    const holder = await openLedger(url);
+    let release = () => {};
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    let locked = () => {};
+    const isLocked = new Promise<void>((r) => {
+      locked = r;
+    });
+    const holding = holder.transaction(async (tx) => {
+      await tx.query('select id from deliveries where note_id = $1 for update', [notes[0]]);
+      locked();
+      await released;
+    });
+    try {
+      await isLocked;
+      const claimed = await ledger.claimDue(dest, claim('w1'));
+      expect(claimed.map((c) => c.noteId)).toEqual([notes[1]]);
+    } finally {
+      release();
+      await holding;
+      await holder.close();
+    }
+  });
+
+  it('keeps a destination within its concurrency limit', async () => {
+    now = T0;
+    const dest = name('d');
+    for (let i = 0; i < 6; i++) await ledger.recordRevision(input(name('conc'), 1, [dest]));
+    const other = kind === 'postgres' ? open(await openLedger(url)) : ledger;
+    try {
+      const [a, b] = await Promise.all([
+        ledger.claimDue(dest, claim('A', { concurrency: 3 })),
+        other.claimDue(dest, claim('B', { concurrency: 3 })),
+      ]);
+      expect(a.length + b.length).toBe(3);
+      expect(await ledger.claimDue(dest, claim('C', { concurrency: 3 }))).toEqual([]);
+      const first = [...a, ...b][0]!;
+      await ledger.recordAttempt(first.id, first.leaseOwner, ok('delivered'));
+      expect(await ledger.claimDue(dest, claim('C', { concurrency: 3 }))).toHaveLength(1);
+      // an expired lease no longer takes a slot
+      const afterLease = new Date(T0.getTime() + 60_001);
+      expect(await ledger.claimDue(dest, claim('C', { concurrency: 3, now: afterLease }))).toHaveLength(2);
+    } finally {
+      if (other !== ledger) await other.close();
+    }
+  });
+
+  only('postgres', it)('counts a concurrent claimer’s uncommitted leases against the limit', async () => {
+    now = T0;
+    const dest = name('d');
+    for (let i = 0; i < 5; i++) await ledger.recordRevision(input(name('conc2'), 1, [dest]));
+    const holder = await openLedger(url);
+    let release = () => {};
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    let claimed = (_n: number) => {};
+    const firstClaimed = new Promise<number>((r) => {
+      claimed = r;
+    });
+    // claimer A has taken 2 of 3 slots but not committed yet
+    const a = holder.transaction(async (tx) => {
+      const rows = await claimDueTx(tx, dest, {
+        limit: 2,
+        owner: 'A',
+        leaseMs: 60_000,
+        concurrency: 3,
+        now,
+      });
+      claimed(rows.length);
+      await released;
+    });
+    try {
+      expect(await firstClaimed).toBe(2);
+      const b = ledger.claimDue(dest, claim('B', { concurrency: 3 }));
+      await new Promise((r) => setTimeout(r, 150));
+      release();
+      expect(await b).toHaveLength(1);
+    } finally {
+      release();
+      await a;
+      await holder.close();
+    }
+  });
+
+  only('postgres', describe)('races between two transactions', () => {
+    it('revision N-1 and N arriving together: N is accepted, not left waiting', async () => {
+      const note = name('race-rev');
+      const dest = name('d');
+      const r2 = await whileHeld(
+        (tx) => placeRevision(tx, input(note, 1, [dest]), { actor: 'test', holdSeconds: HOLD_SECONDS, now }),
+        () => ledger.recordRevision(input(note, 2, [dest])),
+      );
+      expect(r2).toMatchObject({ outcome: 'accepted', deliveries: [{ state: 'blocked' }] });
+      // the same with the note already known (the note row's lock, not the unique index, orders them)
+      const r3 = await whileHeld(
+        (tx) => placeRevision(tx, input(note, 3, [dest]), { actor: 'test', holdSeconds: HOLD_SECONDS, now }),
+        () => ledger.recordRevision(input(note, 4, [dest])),
+      );
+      expect(r3).toMatchObject({ outcome: 'accepted' });
+    });
+
+    it('revision N+1 recorded while N is being marked delivered: N+1 is not left blocked', async () => {
+      const note = name('race-done');
+      const dest = name('d');
+      await ledger.recordRevision(input(note, 1, [dest]));
+      const [c] = await ledger.claimDue(dest, claim('w1'));
+      const r2 = await whileHeld(
+        (tx) => recordAttemptTx(tx, c!.id, 'w1', ok('delivered'), now),
+        () => ledger.recordRevision(input(note, 2, [dest])),
+      );
+      expect(r2).toMatchObject({ outcome: 'accepted', deliveries: [{ state: 'pending' }] });
+    });
+
+    it('N marked delivered while N+1 is being recorded: N+1 is released', async () => {
+      const note = name('race-next');
+      const dest = name('d');
+      await ledger.recordRevision(input(note, 1, [dest]));
+      const [c] = await ledger.claimDue(dest, claim('w1'));
+      const done = await whileHeld(
+        (tx) => placeRevision(tx, input(note, 2, [dest]), { actor: 'test', holdSeconds: HOLD_SECONDS, now }),
+        () => ledger.recordAttempt(c!.id, 'w1', ok('delivered')),
+      );
+      expect(done.unblocked).toHaveLength(1);
+      expect((await ledger.claimDue(dest, claim('w1'))).map((x) => x.revision)).toEqual([2]);
+    });
+
+    /**
+     * Runs `first` in a transaction on another connection and keeps it open while `second` starts; commits
+     * after 150 ms. Returns what `second` returned: the outcome when the two really overlap.
+     */
+    async function whileHeld<T>(first: (tx: Tx) => Promise<unknown>, second: () => Promise<T>): Promise<T> {
+      const holder = await openLedger(url);
+      let release = () => {};
+      const released = new Promise<void>((r) => {
+        release = r;
+      });
+      let ran = () => {};
+      const firstRan = new Promise<void>((r) => {
+        ran = r;
+      });
+      const held = holder.transaction(async (tx) => {
+        await first(tx);
+        ran();
+        await released;
+      });
+      try {
+        await firstRan;
+        const out = second();
+        await new Promise((r) => setTimeout(r, 150));
+        release();
+        await held;
+        return await out;
+      } finally {
+        release();
+        await held.catch(() => {});
+        await holder.close();
+      }
+    }
+  });
+
+  it('records a batch of revisions and of attempts, each item on its own merits', async () => {
+    now = T0;
+    const dest = name('d');
+    const [a, b] = [name('batch'), name('batch')];
+    const results = await ledger.recordRevisions([
+      input(b, 2, [dest]),
+      input(a, 1, [dest]),
+      input(a, 1, [dest]),
+      input(b, 1, [dest]),
+    ]);
+    expect(results.map((r) => r.outcome)).toEqual(['accepted', 'accepted', 'duplicate', 'accepted']);
+    // placed in key order: revision 2 finds revision 1 already there, so it never waits
+    expect(results[0]).toMatchObject({ released: [], deliveries: [{ state: 'blocked' }] });
+
+    const claimed = await ledger.claimDue(dest, claim('w1'));
+    expect(claimed.map((c) => [c.noteId, c.revision])).toEqual([
+      [a, 1],
+      [b, 1],
+    ]);
+    const recorded = await ledger.recordAttempts([
+      { deliveryId: claimed[1]!.id, owner: 'w1', result: ok('delivered') },
+      { deliveryId: claimed[0]!.id, owner: 'someone-else', result: ok('delivered') },
+    ]);
+    expect(recorded[0]).toMatchObject({
+      ok: true,
+      recorded: { state: 'delivered', unblocked: [expect.any(Number)] },
+    });
+    expect(recorded[1]).toMatchObject({
+      ok: false,
+      error: { message: expect.stringMatching(/no longer leased/) },
+    });
+    expect((await ledger.claimDue(dest, claim('w1'))).map((c) => [c.noteId, c.revision])).toEqual([[b, 2]]);
+    expect(await actions(a)).toEqual(['revision.accepted', 'revision.duplicate-suppressed']);
+  });
+
+  it('accepts a result only from the lease holder', async () => {
+    now = T0;
+    const dest = name('d');
+    await ledger.recordRevision(input(name('lease'), 1, [dest]));
+    const [c] = await ledger.claimDue(dest, claim('A'));
+    await expect(ledger.recordAttempt(c!.id, 'B', ok('delivered'))).rejects.toThrow(/no longer leased/);
+    await ledger.recordAttempt(c!.id, 'A', ok('delivered'));
+    await expect(ledger.recordAttempt(c!.id, 'A', ok('delivered'))).rejects.toThrow(/no longer leased/);
+  });
+
+  it('turns an expired lease into ambiguous, and refuses the old owner once reclaimed', async () => {
+    now = T0;
+    const dest = name('d');
+    const note = name('expired');
+    await ledger.recordRevision(input(note, 1, [dest]));
+    const [c] = await ledger.claimDue(dest, claim('A', { leaseMs: 1000 }));
+    const mine = (xs: { noteId: string }[]) => xs.filter((x) => x.noteId === note);
+    expect(mine(await ledger.releaseExpiredLeases(new Date(T0.getTime() + 999)))).toEqual([]);
+    const t = new Date(T0.getTime() + 1000);
+    expect(mine(await ledger.releaseExpiredLeases(t))).toMatchObject([{ deliveryId: c!.id, owner: 'A' }]);
+    const status = await ledger.revisionStatus('t1', note);
+    expect(status?.revisions[0]?.deliveries[0]).toMatchObject({
+      state: 'ambiguous',
+      lastErrorCode: 'LEASE_EXPIRED',
+    });
+    expect((await actions(note)).at(-1)).toBe('delivery.lease-expired');
+
+    const [b] = await ledger.claimDue(dest, claim('B', { now: t }));
+    expect(b).toMatchObject({ id: c!.id, claimedFrom: 'ambiguous' });
+    await expect(ledger.recordAttempt(c!.id, 'A', ok('delivered'))).rejects.toThrow(/no longer leased/);
+    await ledger.recordAttempt(c!.id, 'B', ok('delivered', { receipt: { id: 'doc-1', versionId: '1' } }));
+    const done = await ledger.revisionStatus('t1', note);
+    expect(done?.revisions[0]?.deliveries[0]).toMatchObject({ state: 'delivered', receipt: { id: 'doc-1' } });
+  });
+
+  it('reports backlog and the age of the oldest open delivery', async () => {
+    const early = new Date('2020-01-01T00:00:00.000Z');
+    now = early;
+    const dest = name('d');
+    const note = name('backlog');
+    await ledger.recordRevision(input(note, 1, [dest]));
+    await ledger.recordRevision(input(note, 2, [dest]));
+    await ledger.recordRevision(input(name('backlog'), 2, [dest]));
+    const b = await ledger.backlog();
+    expect(b.byDestination[dest]).toEqual({ pending: 1, blocked: 2 });
+    expect(b.waitingRevisions).toBeGreaterThanOrEqual(1);
+    expect(b.byState.pending).toBeGreaterThanOrEqual(1);
+    expect(await ledger.oldestPendingAge(new Date(early.getTime() + 5000))).toBe(5000);
+    now = T0;
+  });
+
+  it('appends audit records from concurrent writers without forking the chain', async () => {
+    const other = kind === 'postgres' ? open(await openLedger(url)) : ledger;
+    try {
+      const notes = Array.from({ length: 16 }, () => name('audit'));
+      await Promise.all(
+        notes.map((n, i) => (i % 2 ? other : ledger).recordRevision(input(n, 1, ['d-audit']))),
+      );
+      const rows = await db.query<{ n: number }>(
+        'select count(*) as n from audit_log where note_id = any(select jsonb_array_elements_text($1::jsonb))',
+        [notes],
+      );
+      expect(rows[0]?.n).toBe(16);
+    } finally {
+      if (other !== ledger) await other.close();
+    }
+  });
+
+  it('chains every audit record to the previous one', async () => {
+    const records = await readAudit(db, 1, 100_000);
+    expect(records.length).toBeGreaterThan(20);
+    let prev = GENESIS_HASH;
+    records.forEach((r, i) => {
+      expect(r.seq).toBe(i + 1);
+      expect(r.prevHash).toBe(prev);
+      expect(auditHash(prev, r)).toBe(r.hash);
+      prev = r.hash;
+    });
+    const [head] = await db.query<{ last_seq: number; last_hash: string }>('select * from audit_chain_head');
+    expect(head).toMatchObject({ last_seq: records.length, last_hash: prev });
+    await expect(db.query(`update audit_log set actor = 'x' where seq = 1`)).rejects.toThrow(/append-only/);
+    await expect(db.query('delete from audit_log')).rejects.toThrow(/append-only/);
+  });
+
+  only('postgres', it)('migrates once when several processes start together', async () => {
+    const fresh = `sb_test_${randomBytes(6).toString('hex')}`;
+    await admin(`create database ${fresh}`);
+    const dbs = await Promise.all([1, 2, 3, 4].map(() => openLedger(`${PG_BASE}/${fresh}`)));
+    try {
+      const results = await Promise.all(dbs.map((d) => migrate(d)));
+      expect(results.map((r) => r.applied.length).sort()).toEqual([0, 0, 0, 1]);
+    } finally {
+      await Promise.all(dbs.map((d) => d.close()));
+      await admin(`drop database if exists ${fresh} with (force)`);
+    }
+  });
+
+  it('refuses store URLs it cannot open', async () => {
+    await expect(openLedger('pglite://relative/dir')).rejects.toThrow(/pglite:\/\/memory/);
+    await expect(openLedger('mysql://x@y/z')).rejects.toThrow(/not one scribe-bridge can open/);
+  });
+
+  only('postgres', it)('reports an unreachable PostgreSQL as retryable', async () => {
+    const down = await openLedger('postgres://postgres:secret@127.0.0.1:1/nothing');
+    try {
+      const err = await down.query('select 1').then(
+        () => undefined,
+        (e: unknown) => e as ScribeError,
+      );
+      expect(err).toBeInstanceOf(ScribeError);
+      expect(err?.disposition).toBe('retry');
+      expect(err?.message).not.toContain('secret');
+    } finally {
+      await down.close();
+    }
+  });
+
+  only('pglite', it)('locks the data directory against a second open', async () => {
+    const err = await openLedger(url).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toContain(`process ${process.pid}`);
+    expect(err?.message).toContain(dir);
+
+    await db.close();
+    const lock = join(dir, LOCK_FILE);
+    // a live foreign holder (pid 1 always exists) is refused, naming it
+    writeFileSync(lock, JSON.stringify({ pid: 1, hostname: hostname(), startedAt: '' }));
+    await expect(openLedger(url)).rejects.toThrow(/in use by process 1\b/);
+    // a dead holder's lock is taken over
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+    writeFileSync(lock, JSON.stringify({ pid: dead, hostname: hostname(), startedAt: '' }));
+    db = await openLedger(url);
+    ledger = open(db);
+    expect(await ledger.revisionStatus('t1', 'nothing')).toBeNull();
+  });
+
+  function claim(
+    owner: string,
+    o: { limit?: number; concurrency?: number; leaseMs?: number; now?: Date } = {},
+  ) {
+    return { limit: o.limit ?? 10, owner, leaseMs: o.leaseMs ?? 60_000, now: o.now ?? now, ...o };
+  }
+
+  async function actions(noteId: string): Promise<string[]> {
+    const rows = await db.query<{ action: string }>(
+      'select action from audit_log where note_id = $1 order by seq',
+      [noteId],
+    );
+    return rows.map((r) => r.action);
+  }
+});
+
+async function admin(sql: string): Promise<void> {
+  const c = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
