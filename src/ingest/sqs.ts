@@ -53,7 +53,8 @@ export type SqsLogEvent =
 
 /** What the handler did with a message. Every outcome is durable by the time it resolves. */
 export interface HandleResult {
-  readonly outcome: 'accepted' | 'waiting' | 'duplicate' | 'conflict';
+  /** `rejected`: recorded and audited as refused (e.g. a revision after entered-in-error): acknowledged too. */
+  readonly outcome: 'accepted' | 'waiting' | 'duplicate' | 'conflict' | 'rejected';
 }
 
 export type Handler = (

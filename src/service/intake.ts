@@ -1,0 +1,190 @@
+/**
+ * The intake step both entry points share (SQS and, later, `POST /v1/notes`): verify the envelope against its
+ * tenant's review keys and the artifacts, render it for every destination of the tenant with the mapping version
+ * proven conformant, check each rendering, and record revision + renderings + deliveries + audit in ONE ledger
+ * transaction. Its result is durable when it resolves — which is when the SQS consumer may delete the message.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Config, DestinationConfig } from '../config/index.ts';
+import type { JobLocator, ObjectStore } from '../contract/artifacts.ts';
+import { readEnvelope } from '../contract/envelope.ts';
+import { type Jwks, parseJwks } from '../contract/signature.ts';
+import { type VerifiedNote, verifyEnvelope } from '../contract/verify.ts';
+import { ScribeError } from '../errors.ts';
+import type { Ledger } from '../ledger/ledger.ts';
+import { revisionInput } from '../ledger/ledger.ts';
+import type { DestinationIdentifier, RecordResult, RenderingInput } from '../ledger/types.ts';
+import { lifecycleMode, type Rendering, render } from '../map/engine.ts';
+import type { MappingRegistry } from '../map/registry.ts';
+import type { Conformance } from '../validate/conformance.ts';
+
+export interface IntakeDeps {
+  readonly config: Config;
+  readonly ledger: Ledger;
+  readonly mappings: MappingRegistry;
+  readonly conformance: Conformance;
+  readonly objectStore?: ObjectStore;
+  readonly jobLocator?: JobLocator;
+}
+
+/** The identifiers a destination receives, for the trace: FHIR identifiers, or MDM's TXA-12.1 and MSH-10. */
+export function identifiersOf(r: Rendering): DestinationIdentifier[] {
+  if (r.format === 'hl7v2') {
+    const segments = r.body.split('\r');
+    const msh = segments[0]?.split('|') ?? [];
+    const txa = segments.find((s) => s.startsWith('TXA|'))?.split('|') ?? [];
+    return [{ documentNumber: txa[12]?.split('^')[0] ?? '', controlId: msh[9] ?? '' }];
+  }
+  const out: DestinationIdentifier[] = [];
+  const add = (id: unknown) => {
+    for (const i of Array.isArray(id) ? id : id ? [id] : []) {
+      const { system, value } = i as { system?: unknown; value?: unknown };
+      if (
+        typeof system === 'string' &&
+        typeof value === 'string' &&
+        !out.some((o) => 'system' in o && o.system === system && o.value === value)
+      ) {
+        out.push({ system, value });
+      }
+    }
+  };
+  const res = r.value as {
+    resourceType?: string;
+    identifier?: unknown;
+    entry?: Array<{ resource?: { resourceType?: string; identifier?: unknown } }>;
+  };
+  add(res.identifier);
+  for (const e of res.entry ?? [])
+    if (e.resource?.resourceType === 'DocumentReference' || e.resource?.resourceType === 'Composition')
+      add(e.resource.identifier);
+  return out;
+}
+
+/** Review keys per tenant, read once (a file) or fetched once (an https URL). */
+export class TenantKeys {
+  readonly #config: Config;
+  readonly #cache = new Map<string, Promise<Jwks>>();
+
+  constructor(config: Config) {
+    this.#config = config;
+  }
+
+  get(tenant: string): Promise<Jwks> {
+    let p = this.#cache.get(tenant);
+    if (!p) {
+      p = this.#load(tenant);
+      this.#cache.set(tenant, p);
+      p.catch(() => this.#cache.delete(tenant));
+    }
+    return p;
+  }
+
+  async #load(tenant: string): Promise<Jwks> {
+    const t = this.#config.tenants.find((x) => x.id === tenant);
+    if (!t)
+      throw new ScribeError('KEY_UNKNOWN', `tenant ${JSON.stringify(tenant)} is not configured here`, {
+        where: '$.tenant',
+      });
+    if (t.reviewKeys.kind === 'file')
+      return parseJwks(JSON.parse(await readFile(t.reviewKeys.path, 'utf8')), t.reviewKeys.path);
+    const res = await fetch(t.reviewKeys.url).catch((e: unknown) => {
+      throw new ScribeError('ARTIFACT_UNAVAILABLE', 'the tenant JWKS URL did not answer', {
+        where: t.reviewKeys.kind === 'url' ? t.reviewKeys.url : '',
+        cause: e,
+      });
+    });
+    if (!res.ok) throw new ScribeError('ARTIFACT_UNAVAILABLE', `the tenant JWKS URL answered ${res.status}`);
+    return parseJwks(await res.json(), 'the tenant JWKS URL');
+  }
+}
+
+function renderOptions(d: DestinationConfig): Record<string, unknown> {
+  const o: Record<string, unknown> = { destination: d.id };
+  if (d.type === 'fhir' && d.renderings) o['renderings'] = d.renderings;
+  if (d.type === 'fhir') o['write'] = d.write;
+  if (d.type === 'mllp') {
+    for (const k of [
+      'sendingApplication',
+      'sendingFacility',
+      'receivingApplication',
+      'receivingFacility',
+    ] as const) {
+      if (d[k]) o[k] = d[k];
+    }
+  }
+  return o;
+}
+
+export class Intake {
+  readonly #d: IntakeDeps;
+  readonly #keys: TenantKeys;
+
+  constructor(deps: IntakeDeps) {
+    this.#d = deps;
+    this.#keys = new TenantKeys(deps.config);
+  }
+
+  /** Verifies, renders and records one envelope. Throws ScribeError (its disposition tells the caller what to do). */
+  async ingest(bytes: Uint8Array, source: 'sqs' | 'http'): Promise<RecordResult> {
+    const read = readEnvelope(bytes);
+    const keys = await this.#keys.get(read.envelope.tenant);
+    const note = await verifyEnvelope(read, { keys, ...this.#artifactDeps() });
+    const renderings = await this.#renderAll(note);
+    return this.#d.ledger.recordRevision(revisionInput(note, source, renderings));
+  }
+
+  #artifactDeps() {
+    return {
+      ...(this.#d.objectStore ? { objectStore: this.#d.objectStore } : {}),
+      ...(this.#d.jobLocator ? { jobLocator: this.#d.jobLocator } : {}),
+    };
+  }
+
+  async #renderAll(note: VerifiedNote): Promise<RenderingInput[]> {
+    const tenant = this.#d.config.tenants.find((t) => t.id === note.envelope.tenant)!;
+    const out: RenderingInput[] = [];
+    let prior: VerifiedNote | undefined;
+    for (const id of tenant.destinations) {
+      const dest = this.#d.config.destinations.find((x) => x.id === id)!;
+      const mapping = this.#d.mappings.get(dest.mapping.file);
+      await this.#d.conformance.prove(mapping);
+      if (lifecycleMode(note) === 'retraction' && mapping.retractionSubject === 'prior')
+        prior ??= await this.#prior(note);
+      const r = render(mapping, { note, ...(prior ? { prior } : {}), options: renderOptions(dest) });
+      this.#d.conformance.check(r);
+      out.push({
+        destination: dest.id,
+        mapping: r.mapping,
+        contentType: r.contentType,
+        payload: r.body,
+        payloadSha256: r.sha256,
+        writeRequest: r.request ?? null,
+        identifiers: identifiersOf(r),
+      });
+    }
+    return out;
+  }
+
+  /** The revision a retraction retracts, from the ledger, verified again (its content is re-sent unchanged). */
+  async #prior(note: VerifiedNote): Promise<VerifiedNote> {
+    const e = note.envelope;
+    const rows = await this.#d.ledger.db.query<{ envelope: unknown }>(
+      'select envelope from note_revisions where tenant = $1 and note_id = $2 and revision = $3',
+      [e.tenant, e.noteId, e.replaces],
+    );
+    const raw = rows[0]?.envelope;
+    if (!raw) {
+      // Not arrived yet: the ledger records this revision as waiting; render once the predecessor is here.
+      throw new ScribeError(
+        'MAPPING_PRIOR_REQUIRED',
+        `revision ${e.replaces} of this note has not been received`,
+        {
+          disposition: 'retry',
+          hint: 'The retraction is retried until the revision it retracts arrives (up to intake.holdSeconds).',
+        },
+      );
+    }
+    const keys = await this.#keys.get(e.tenant);
+    return verifyEnvelope(JSON.stringify(raw), { keys, ...this.#artifactDeps() });
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * The intake step end to end on real components: a config file, the SQS consumer on fauxqs, the verifier, the
+ * three kinds of destination's mappings proven conformant (US Core 8), and the ledger on PGlite. Promise checked:
+ * a message is deleted only after its revision, renderings and deliveries are recorded; a duplicate is
+ * acknowledged without new deliveries; a conflict is recorded and never delivered; an amendment then a
+ * retraction are rendered (the retraction re-sends the retracted revision, read back from the ledger).
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import {
+  CreateQueueCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
+import { buildApp } from 'fauxqs';
+import type { JWK } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config/index.ts';
+import { sha256Hex } from '../src/contract/artifacts.ts';
+import type { JsonValue } from '../src/contract/json.ts';
+import { canonicalJson, peekJwsHeader, type SignatureAlg, signEnvelope } from '../src/contract/signature.ts';
+import { SqsConsumer } from '../src/ingest/sqs.ts';
+import { Ledger } from '../src/ledger/ledger.ts';
+import { MappingRegistry } from '../src/map/registry.ts';
+import { Intake } from '../src/service/intake.ts';
+import { testConformance } from './support/profiles.ts';
+
+const fixtures = new URL('../fixtures/', import.meta.url).pathname;
+const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
+const privateKeys = JSON.parse(
+  readFileSync(`${fixtures}keys/riverside-clinic.private.jwks.json`, 'utf8'),
+) as { keys: JWK[] };
+
+/** A fixture envelope with its artifacts inline (the queue never carries file: URIs), signed again by its key. */
+async function queueable(
+  file: string,
+  patch: (e: Record<string, JsonValue>) => void = () => undefined,
+): Promise<string> {
+  const path = `${fixtures}envelopes/valid/${file}`;
+  const env = JSON.parse(readFileSync(path, 'utf8')) as Record<string, JsonValue>;
+  const hs = env['healthscribe'] as Record<string, { uri?: string }>;
+  for (const name of ['transcript', 'clinicalDocument']) {
+    const uri = hs[name]?.uri;
+    if (!uri) continue;
+    const inline = JSON.parse(
+      readFileSync(join(dirname(path), uri.slice('file:'.length)), 'utf8'),
+    ) as JsonValue;
+    (hs as Record<string, unknown>)[name] = { inline, sha256: sha256Hex(canonicalJson(inline)) };
+  }
+  patch(env);
+  const { kid } = peekJwsHeader((env['signature'] as { jws: string }).jws);
+  const key = privateKeys.keys.find((k) => k.kid === kid)!;
+  return JSON.stringify(await signEnvelope(env, key, { kid, alg: key.alg as SignatureAlg }));
+}
+
+let app: ReturnType<typeof buildApp>;
+let endpoint: string;
+let ledger: Ledger;
+let intake: Intake;
+
+beforeAll(async () => {
+  app = buildApp({ logger: false });
+  endpoint = await app.listen({ port: 0, host: '127.0.0.1' });
+  const dir = mkdtempSync(join(tmpdir(), 'sb-intake-'));
+  writeFileSync(
+    join(dir, 'config.yaml'),
+    `store: pglite://./data
+http: { host: 127.0.0.1, port: 8080 }
+auth:
+  tokens:
+    - { role: intake, sha256: "${'a'.repeat(64)}" }
+tenants:
+  - id: riverside-clinic
+    reviewKeys: ${fixtures}keys/riverside-clinic.jwks.json
+    destinations: [ehr-fhir, ehr-mdm, archive]
+destinations:
+  - id: ehr-fhir
+    type: fhir
+    baseUrl: http://127.0.0.1:8103/fhir/R4
+    mapping: fhir-transaction
+    auth: { type: none }
+  - id: ehr-mdm
+    type: mllp
+    host: 127.0.0.1
+    port: 2575
+    mapping: mdm
+    sendingFacility: RIVERSIDE
+  - id: archive
+    type: file
+    directory: ./out
+    mapping: fhir-document
+`,
+  );
+  const config = await loadConfig(join(dir, 'config.yaml'), {});
+  ledger = await Ledger.open('pglite://memory');
+  intake = new Intake({
+    config,
+    ledger,
+    mappings: new MappingRegistry(),
+    conformance: await testConformance(),
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await ledger.close();
+  await app.close();
+});
+
+describe('intake: queue → verify → render → ledger', () => {
+  it('records a note from SQS in one transaction, then deletes the message; duplicates and conflicts are acknowledged', async () => {
+    const sqs = new SQSClient({ endpoint, region: 'us-east-1', credentials });
+    const queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: 'notes' }))).QueueUrl!;
+    const dlqUrl = (await sqs.send(new CreateQueueCommand({ QueueName: 'notes-dlq' }))).QueueUrl!;
+    const body = await queueable('girpp-anxiety.json');
+    const conflicting = await queueable('girpp-anxiety.json', (e) => {
+      const s = (e['note'] as { sections: Array<{ sentences: Array<{ text: string }> }> }).sections[0]!
+        .sentences[0]!;
+      s.text = `${s.text} (changed)`;
+    });
+    for (const b of [body, body, conflicting])
+      await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: b }));
+
+    const outcomes: string[] = [];
+    const consumer = new SqsConsumer(
+      {
+        queueUrl,
+        region: 'us-east-1',
+        endpoint,
+        deadLetterQueueUrl: dlqUrl,
+        visibilityTimeoutSeconds: 60,
+        waitTimeSeconds: 1,
+        maxMessages: 1,
+        credentials,
+      },
+      async (bytes) => {
+        const r = await intake.ingest(bytes, 'sqs');
+        outcomes.push(r.outcome);
+        return { outcome: r.outcome };
+      },
+    );
+    for (let i = 0; i < 6 && outcomes.length < 3; i++) await consumer.pollOnce();
+    await consumer.stop();
+    expect(outcomes).toEqual(['accepted', 'duplicate', 'conflict']);
+
+    const left = await sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }),
+    );
+    expect(left.Messages ?? []).toEqual([]);
+    sqs.destroy();
+
+    const status = await ledger.revisionStatus('riverside-clinic', JSON.parse(body).noteId);
+    expect(status!.revisions).toHaveLength(1);
+    expect(status!.revisions[0]!.deliveries.map((d) => [d.destination, d.state]).sort()).toEqual([
+      ['archive', 'pending'],
+      ['ehr-fhir', 'pending'],
+      ['ehr-mdm', 'pending'],
+    ]);
+    const rows = await ledger.db.query<{ destination: string; identifiers: unknown; mapping_id: string }>(
+      'select destination, identifiers, mapping_id from renderings order by destination',
+    );
+    expect(rows.map((r) => r.mapping_id)).toEqual(['fhir-document', 'fhir-transaction', 'mdm']);
+    expect(JSON.stringify(rows[1]!.identifiers)).toContain('urn:scribe-bridge:riverside-clinic:note');
+    const mdmIds = rows[2]!.identifiers as Array<{ documentNumber: string; controlId: string }>;
+    expect(mdmIds[0]!.documentNumber).toMatch(/^.{1,30}$/);
+    expect(mdmIds[0]!.controlId).toMatch(/^[A-Z2-7]{20}$/);
+  }, 120_000);
+
+  it('renders an amendment and a retraction (the retracted revision read back from the ledger)', async () => {
+    const results = [];
+    for (const f of [
+      'hp-typical.json',
+      'hp-typical.r2-amended.json',
+      'hp-typical.r3-entered-in-error.json',
+    ]) {
+      results.push(await intake.ingest(new TextEncoder().encode(await queueable(f)), 'http'));
+    }
+    expect(results.map((r) => r.outcome)).toEqual(['accepted', 'accepted', 'accepted']);
+    const payloads = await ledger.db.query<{ revision: number; destination: string; payload: string }>(
+      `select r.revision, g.destination, g.payload from renderings g join note_revisions r on r.id = g.revision_id
+       where r.note_id = 'enc-4471-hp' order by r.revision, g.destination`,
+    );
+    const retractionFhir = payloads.find((p) => p.revision === 3 && p.destination === 'ehr-fhir')!;
+    expect(JSON.parse(retractionFhir.payload).entry[0].request.url).toBe(
+      'DocumentReference?identifier=urn:scribe-bridge:riverside-clinic:note|enc-4471-hp-r2',
+    );
+    expect(payloads.find((p) => p.revision === 3 && p.destination === 'ehr-mdm')!.payload).toMatch(
+      /\|MDM\^T03\^MDM_T01\|/,
+    );
+  }, 120_000);
+});
