@@ -1,0 +1,185 @@
+/**
+ * One sender per destination type, each turning a claimed delivery (the exact bytes recorded at intake) into an
+ * attempt result for the ledger. They never throw for what the destination does: every outcome is a result.
+ */
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { FhirDestinationConfig as ConfigFhir, DestinationConfig } from '../config/index.ts';
+import type { JsonValue } from '../contract/json.ts';
+import { FhirDestination } from '../deliver/fhir.ts';
+import type { FhirAuthConfig } from '../deliver/fhir-types.ts';
+import { MllpClient } from '../deliver/mllp.ts';
+import type { ClaimedDelivery } from '../ledger/types.ts';
+import type { Rendering } from '../map/engine.ts';
+
+/** What one send did; the worker adds timing and scheduling. */
+export interface SendResult {
+  readonly outcome: 'delivered' | 'rejected' | 'retry' | 'ambiguous';
+  readonly httpStatus?: number;
+  readonly ackCode?: string;
+  readonly errorCode?: string;
+  readonly receipt?: { readonly [k: string]: JsonValue };
+  readonly sentPayloadSha256?: string;
+  readonly retryAfterMs?: number;
+}
+
+export interface Sender {
+  send(d: ClaimedDelivery): Promise<SendResult>;
+  close(): Promise<void>;
+}
+
+/** The Rendering a destination adapter expects, from what the ledger recorded. */
+function renderingOf(d: ClaimedDelivery): Rendering {
+  const r = d.rendering;
+  const fhir = r.contentType.includes('fhir');
+  return {
+    mapping: r.mapping,
+    mode: d.status === 'entered-in-error' ? 'retraction' : d.revision > 1 ? 'amendment' : 'new',
+    format: fhir ? 'fhir' : 'hl7v2',
+    contentType: r.contentType,
+    body: r.payload,
+    sha256: r.payloadSha256,
+    value: fhir ? JSON.parse(r.payload) : r.payload,
+    ...(r.writeRequest ? { request: r.writeRequest as Rendering['request'] & object } : {}),
+  };
+}
+
+function fhirAuth(a: ConfigFhir['auth']): FhirAuthConfig {
+  switch (a.type) {
+    case 'none':
+    case 'mtls':
+      return { type: a.type };
+    case 'bearer':
+      return { type: 'bearer', token: a.token.reveal() };
+    case 'client-credentials':
+      return {
+        type: 'client-credentials',
+        tokenUrl: a.tokenUrl,
+        clientId: a.clientId,
+        clientSecret: a.clientSecret.reveal(),
+        ...(a.scope ? { scope: a.scope } : {}),
+      };
+    case 'smart-backend':
+      return {
+        type: 'smart-backend',
+        tokenUrl: a.tokenUrl,
+        clientId: a.clientId,
+        privateKey: a.privateKey.reveal(),
+        kid: a.kid,
+        alg: a.alg,
+        scope: a.scope ?? 'system/DocumentReference.c',
+      };
+  }
+}
+
+class FhirSender implements Sender {
+  readonly #dest: FhirDestination;
+
+  constructor(c: ConfigFhir) {
+    this.#dest = new FhirDestination({
+      id: c.id,
+      baseUrl: c.baseUrl,
+      write: c.write,
+      references: c.references,
+      timeoutMs: c.timeoutMs,
+      auth: fhirAuth(c.auth),
+    });
+  }
+
+  async send(d: ClaimedDelivery): Promise<SendResult> {
+    const rendering = renderingOf(d);
+    if (d.claimedFrom === 'ambiguous') {
+      // An earlier send may have landed: read back by identifier before any resend.
+      const found = await this.#dest.readBack(rendering);
+      if (found?.outcome === 'delivered') return this.#result(found, rendering.sha256);
+    }
+    return this.#result(await this.#dest.send(rendering), rendering.sha256);
+  }
+
+  #result(r: Awaited<ReturnType<FhirDestination['send']>>, recorded: string): SendResult {
+    const receipt = r.receipt
+      ? (JSON.parse(JSON.stringify(r.receipt)) as { [k: string]: JsonValue })
+      : undefined;
+    return {
+      outcome: r.outcome,
+      ...(r.httpStatus !== undefined ? { httpStatus: r.httpStatus } : {}),
+      ...(r.issueCodes?.length
+        ? { errorCode: r.issueCodes.join(',') }
+        : r.errorCode
+          ? { errorCode: r.errorCode }
+          : {}),
+      ...(receipt ? { receipt } : {}),
+      ...(r.sentSha256 !== recorded ? { sentPayloadSha256: r.sentSha256 } : {}),
+      ...(r.retryAfterMs !== undefined ? { retryAfterMs: r.retryAfterMs } : {}),
+    };
+  }
+
+  close(): Promise<void> {
+    return this.#dest.close();
+  }
+}
+
+class MllpSender implements Sender {
+  readonly #client: MllpClient;
+
+  constructor(c: Extract<DestinationConfig, { type: 'mllp' }>) {
+    this.#client = new MllpClient({
+      host: c.host,
+      port: c.port,
+      ackTimeoutMs: c.ackTimeoutMs,
+      ackCodes: c.ackCodes,
+    });
+  }
+
+  async send(d: ClaimedDelivery): Promise<SendResult> {
+    // An ambiguous MDM is resent with the same MSH-10: the receiver deduplicates on it (the read-back of MLLP).
+    const controlId = d.rendering.payload.split('\r')[0]!.split('|')[9]!;
+    const r = await this.#client.send(d.rendering.payload, controlId);
+    return {
+      outcome: r.outcome,
+      ...(r.ackCode ? { ackCode: r.ackCode } : {}),
+      ...(r.errorCode ? { errorCode: r.errorCode } : {}),
+      receipt: { controlId, ...(r.ackControlId ? { msa2: r.ackControlId } : {}), reason: r.reason },
+    };
+  }
+
+  close(): Promise<void> {
+    return this.#client.close();
+  }
+}
+
+class FileSender implements Sender {
+  readonly #dir: string;
+
+  constructor(c: Extract<DestinationConfig, { type: 'file' }>) {
+    this.#dir = c.directory;
+  }
+
+  /** `<dir>/<tenant>/<noteId>/r<revision>.<json|hl7>`, written atomically (temporary file, then rename). */
+  async send(d: ClaimedDelivery): Promise<SendResult> {
+    const ext = d.rendering.contentType.includes('fhir') ? 'json' : 'hl7';
+    const path = join(this.#dir, d.tenant, d.noteId, `r${d.revision}.${ext}`);
+    try {
+      await mkdir(dirname(path), { recursive: true });
+      const tmp = `${path}.${process.pid}.tmp`;
+      await writeFile(tmp, d.rendering.payload);
+      await rename(tmp, path);
+      return { outcome: 'delivered', receipt: { file: join(d.tenant, d.noteId, `r${d.revision}.${ext}`) } };
+    } catch (e) {
+      return { outcome: 'retry', errorCode: (e as NodeJS.ErrnoException).code ?? 'EIO' };
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+export function senderFor(d: DestinationConfig): Sender {
+  switch (d.type) {
+    case 'fhir':
+      return new FhirSender(d);
+    case 'mllp':
+      return new MllpSender(d);
+    case 'file':
+      return new FileSender(d);
+  }
+}
