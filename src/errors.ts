@@ -296,6 +296,31 @@ export const ERROR_CODES = {
     issue: 'invalid',
     hint: 'Fix every problem listed (each names file:line and the path in the file), then start scribe-bridge again.',
   },
+  // --- HTTP API ---
+  AUTH_REQUIRED: {
+    status: 401,
+    disposition: 'reject',
+    issue: 'login',
+    hint: 'Send `Authorization: Bearer <token>` with a token configured for this role.',
+  },
+  FORBIDDEN: {
+    status: 403,
+    disposition: 'reject',
+    issue: 'forbidden',
+    hint: 'Use a token whose role (intake, operator, auditor) and tenants allow this request.',
+  },
+  NOT_FOUND: {
+    status: 404,
+    disposition: 'reject',
+    issue: 'not-found',
+    hint: 'Check the tenant and note id.',
+  },
+  NOTE_CONFLICT: {
+    status: 409,
+    disposition: 'reject',
+    issue: 'conflict',
+    hint: 'This tenant, note and revision was already received with different signed content: send the amendment as the next revision instead. The conflict is audited.',
+  },
   // --- command line and files ---
   USAGE: {
     status: 400,

@@ -125,8 +125,17 @@ export class Intake {
   }
 
   /** Verifies, renders and records one envelope. Throws ScribeError (its disposition tells the caller what to do). */
-  async ingest(bytes: Uint8Array, source: 'sqs' | 'http'): Promise<RecordResult> {
+  async ingest(
+    bytes: Uint8Array,
+    source: 'sqs' | 'http',
+    opts: { allowTenant?: (tenant: string) => boolean } = {},
+  ): Promise<RecordResult> {
     const read = readEnvelope(bytes);
+    if (opts.allowTenant && !opts.allowTenant(read.envelope.tenant)) {
+      throw new ScribeError('FORBIDDEN', 'this token may not submit notes for that tenant', {
+        where: '$.tenant',
+      });
+    }
     const keys = await this.#keys.get(read.envelope.tenant);
     const note = await verifyEnvelope(read, { keys, ...this.#artifactDeps() });
     const renderings = await this.#renderAll(note);

@@ -1,0 +1,176 @@
+/**
+ * The HTTP API (express): signed-note intake, note status, health. Every endpoint but health needs a bearer
+ * token whose role allows it (tokens are configured as sha256, optionally limited to tenants). Every error is a
+ * FHIR OperationOutcome carrying the stable code (`urn:scribe-bridge:error`), with the status the spec gives.
+ * Responses never echo note content; logs carry ids and codes only.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Config } from '../config/index.ts';
+import { hashToken } from '../config/index.ts';
+import { ScribeError, toScribeError } from '../errors.ts';
+import type { Ledger } from '../ledger/ledger.ts';
+import type { Intake } from '../service/intake.ts';
+
+type Role = 'intake' | 'operator' | 'auditor';
+
+export interface ApiDeps {
+  readonly config: Config;
+  readonly intake: Intake;
+  readonly ledger: Ledger;
+  /** Extra readiness checks (e.g. the queue); the ledger is always checked. */
+  readonly ready?: () => Promise<Record<string, boolean>>;
+  /** Ids, codes, status and durations only. */
+  readonly log?: (e: {
+    event: 'http';
+    method: string;
+    route: string;
+    status: number;
+    code?: string;
+    ms: number;
+  }) => void;
+}
+
+interface Authed {
+  role: Role;
+  tenants?: readonly string[];
+}
+
+function send(res: Response, err: ScribeError): void {
+  res.status(err.status).type('application/fhir+json').json(err.toOperationOutcome());
+}
+
+function authenticate(config: Config, req: Request): Authed | undefined {
+  const h = req.get('authorization');
+  const m = h ? /^Bearer\s+(\S+)$/i.exec(h) : null;
+  if (!m) return undefined;
+  const digest = Buffer.from(hashToken(m[1]!), 'hex');
+  for (const t of config.auth.tokens) {
+    const known = Buffer.from(t.sha256, 'hex');
+    if (known.length === digest.length && timingSafeEqual(known, digest))
+      return { role: t.role, ...(t.tenants ? { tenants: t.tenants } : {}) };
+  }
+  return undefined;
+}
+
+function requireRole(config: Config, roles: readonly Role[]) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const who = authenticate(config, req);
+    if (!who) return send(res, new ScribeError('AUTH_REQUIRED', 'no valid bearer token'));
+    if (!roles.includes(who.role))
+      return send(res, new ScribeError('FORBIDDEN', `the ${who.role} role may not call this endpoint`));
+    res.locals['who'] = who;
+    next();
+  };
+}
+
+function tenantAllowed(res: Response, tenant: string): boolean {
+  const who = res.locals['who'] as Authed;
+  return !who.tenants || who.tenants.includes(tenant);
+}
+
+export function createApp(deps: ApiDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use((req, res, next) => {
+    const t0 = performance.now();
+    res.on('finish', () => {
+      deps.log?.({
+        event: 'http',
+        method: req.method,
+        route: (req.route?.path as string | undefined) ?? 'unmatched',
+        status: res.statusCode,
+        ...(res.locals['code'] ? { code: res.locals['code'] as string } : {}),
+        ms: Math.round(performance.now() - t0),
+      });
+    });
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    const checks: Record<string, boolean> = {
+      ledger: await deps.ledger.db.query('select 1').then(
+        () => true,
+        () => false,
+      ),
+    };
+    Object.assign(checks, (await deps.ready?.().catch(() => ({ dependencies: false }))) ?? {});
+    const ok = Object.values(checks).every(Boolean);
+    if (ok) res.json({ status: 'ready', checks });
+    else
+      send(
+        res,
+        new ScribeError(
+          'LEDGER_UNAVAILABLE',
+          `not ready: ${Object.entries(checks)
+            .filter(([, v]) => !v)
+            .map(([k]) => k)
+            .join(', ')}`,
+        ),
+      );
+  });
+
+  app.post(
+    '/v1/notes',
+    requireRole(deps.config, ['intake']),
+    express.raw({ type: () => true, limit: '32mb' }),
+    async (req, res) => {
+      try {
+        const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+        const r = await deps.intake.ingest(body, 'http', { allowTenant: (t) => tenantAllowed(res, t) });
+        if (r.outcome === 'conflict')
+          throw new ScribeError(
+            'NOTE_CONFLICT',
+            'the same tenant, note and revision was received with different signed content',
+          );
+        if (r.outcome === 'rejected')
+          throw new ScribeError('LIFECYCLE_INVALID', 'nothing may follow an entered-in-error revision');
+        const status = r.outcome === 'duplicate' ? 200 : 202;
+        res.status(status).json({
+          outcome: r.outcome,
+          ...('deliveries' in r
+            ? { deliveries: r.deliveries.map((d) => ({ destination: d.destination, state: d.state })) }
+            : {}),
+        });
+      } catch (e) {
+        const err = toScribeError(e);
+        res.locals['code'] = err.code;
+        send(res, err);
+      }
+    },
+  );
+
+  app.get(
+    '/v1/notes/:tenant/:noteId',
+    requireRole(deps.config, ['operator', 'auditor']),
+    async (req, res) => {
+      const { tenant, noteId } = req.params as { tenant: string; noteId: string };
+      if (!tenantAllowed(res, tenant))
+        return send(res, new ScribeError('FORBIDDEN', 'this token may not read that tenant'));
+      const status = await deps.ledger.revisionStatus(tenant, noteId);
+      if (!status)
+        return send(res, new ScribeError('NOT_FOUND', 'no such note', { where: `${tenant}/${noteId}` }));
+      res.json(status);
+    },
+  );
+
+  app.use((_req: Request, res: Response) => {
+    send(res, new ScribeError('NOT_FOUND', 'no such endpoint', { hint: 'See README § HTTP API.' }));
+  });
+  // express 5 passes errors thrown by handlers here (e.g. a body over the size limit).
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const status = (err as { status?: number }).status;
+    send(
+      res,
+      status === 413
+        ? new ScribeError('ENVELOPE_JSON', 'the envelope is larger than 32 MB')
+        : toScribeError(err),
+    );
+  });
+  return app;
+}

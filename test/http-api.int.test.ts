@@ -1,0 +1,165 @@
+/**
+ * The HTTP API over real HTTP: POST /v1/notes answers 202 accepted | 200 duplicate | 409 conflict | 400/422 with
+ * an OperationOutcome carrying the stable code; roles and tenant limits of bearer tokens are enforced (401/403);
+ * note status shows per-destination deliveries; /healthz and /readyz answer.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { JWK } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../src/api/app.ts';
+import { hashToken, loadConfig } from '../src/config/index.ts';
+import { peekJwsHeader, type SignatureAlg, signEnvelope } from '../src/contract/signature.ts';
+import { Ledger } from '../src/ledger/ledger.ts';
+import { MappingRegistry } from '../src/map/registry.ts';
+import { Intake } from '../src/service/intake.ts';
+import { testConformance } from './support/profiles.ts';
+
+const fixtures = new URL('../fixtures/', import.meta.url).pathname;
+const TOKENS = {
+  intake: 'intake-token-1',
+  operator: 'operator-token-1',
+  auditor: 'auditor-token-1',
+  harbor: 'harbor-intake-1',
+};
+let server: Server;
+let base: string;
+let ledger: Ledger;
+
+beforeAll(async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sb-http-'));
+  writeFileSync(
+    join(dir, 'config.yaml'),
+    `store: pglite://./data
+auth:
+  tokens:
+    - { role: intake, sha256: "${hashToken(TOKENS.intake)}" }
+    - { role: operator, sha256: "${hashToken(TOKENS.operator)}" }
+    - { role: auditor, sha256: "${hashToken(TOKENS.auditor)}" }
+    - { role: intake, sha256: "${hashToken(TOKENS.harbor)}", tenants: [harbor-health] }
+tenants:
+  - id: riverside-clinic
+    reviewKeys: ${fixtures}keys/riverside-clinic.jwks.json
+    destinations: [archive]
+  - id: harbor-health
+    reviewKeys: ${fixtures}keys/harbor-health.jwks.json
+    destinations: [archive]
+destinations:
+  - id: archive
+    type: file
+    directory: ./out
+    mapping: us-core-docref
+`,
+  );
+  const config = await loadConfig(join(dir, 'config.yaml'), {});
+  ledger = await Ledger.open('pglite://memory');
+  const intake = new Intake({
+    config,
+    ledger,
+    mappings: new MappingRegistry(),
+    conformance: await testConformance(),
+  });
+  server = createApp({ config, intake, ledger }).listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}, 120_000);
+
+afterAll(async () => {
+  await new Promise((r) => server.close(r));
+  await ledger.close();
+});
+
+const post = (body: string, token?: string) =>
+  fetch(`${base}/v1/notes`, {
+    method: 'POST',
+    body,
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+  });
+const code = async (res: Response) => {
+  const oo = (await res.json()) as {
+    resourceType: string;
+    issue: Array<{ details: { coding: Array<{ system: string; code: string }> } }>;
+  };
+  expect(oo.resourceType).toBe('OperationOutcome');
+  expect(oo.issue[0]!.details.coding[0]!.system).toBe('urn:scribe-bridge:error');
+  return oo.issue[0]!.details.coding[0]!.code;
+};
+
+describe('HTTP API', () => {
+  it('accepts, acknowledges duplicates, refuses conflicts and bad input with OperationOutcomes', async () => {
+    // dap-depression carries its artifacts inline, as anything but the command line must.
+    const dap = readFileSync(`${fixtures}envelopes/valid/dap-depression.json`, 'utf8');
+    const first = await post(dap, TOKENS.intake);
+    expect(first.status).toBe(202);
+    expect(await first.json()).toEqual({
+      outcome: 'accepted',
+      deliveries: [{ destination: 'archive', state: 'pending' }],
+    });
+    expect((await post(dap, TOKENS.intake)).status).toBe(200);
+
+    const changed = JSON.parse(dap);
+    changed.note.sections[0].sentences[0].text += ' (changed, not re-signed)';
+    const tampered = await post(JSON.stringify(changed), TOKENS.intake);
+    expect(tampered.status).toBe(422);
+    expect(await code(tampered)).toBe('SIGNATURE_INVALID');
+
+    const privateKeys = JSON.parse(
+      readFileSync(`${fixtures}keys/riverside-clinic.private.jwks.json`, 'utf8'),
+    ) as { keys: JWK[] };
+    const { kid } = peekJwsHeader(changed.signature.jws);
+    const key = privateKeys.keys.find((k) => k.kid === kid)!;
+    const resigned = await signEnvelope(changed, key, { kid, alg: key.alg as SignatureAlg });
+    const conflict = await post(JSON.stringify(resigned), TOKENS.intake);
+    expect(conflict.status).toBe(409);
+    expect(await code(conflict)).toBe('NOTE_CONFLICT');
+
+    const junk = await post('{"kind": ', TOKENS.intake);
+    expect(junk.status).toBe(400);
+    expect(await code(junk)).toBe('ENVELOPE_JSON');
+
+    const fileUris = await post(
+      readFileSync(`${fixtures}envelopes/valid/hp-typical.json`, 'utf8'),
+      TOKENS.intake,
+    );
+    expect(fileUris.status).toBe(400);
+    expect(await code(fileUris)).toBe('ARTIFACT_URI_INVALID');
+  }, 60_000);
+
+  it('enforces roles and tenant limits', async () => {
+    const dap = readFileSync(`${fixtures}envelopes/valid/dap-depression.json`, 'utf8');
+    const none = await post(dap);
+    expect(none.status).toBe(401);
+    expect(await code(none)).toBe('AUTH_REQUIRED');
+    const wrongRole = await post(dap, TOKENS.auditor);
+    expect(wrongRole.status).toBe(403);
+    expect(await code(wrongRole)).toBe('FORBIDDEN');
+    const otherTenant = await post(dap, TOKENS.harbor);
+    expect(otherTenant.status).toBe(403);
+    const status = await fetch(`${base}/v1/notes/riverside-clinic/${JSON.parse(dap).noteId}`, {
+      headers: { authorization: `Bearer ${TOKENS.operator}` },
+    });
+    expect(status.status).toBe(200);
+    const body = (await status.json()) as {
+      revisions: Array<{ deliveries: Array<{ destination: string; state: string }> }>;
+    };
+    expect(body.revisions[0]!.deliveries[0]).toMatchObject({ destination: 'archive', state: 'pending' });
+    const missing = await fetch(`${base}/v1/notes/riverside-clinic/nope`, {
+      headers: { authorization: `Bearer ${TOKENS.operator}` },
+    });
+    expect(missing.status).toBe(404);
+    const intakeReads = await fetch(`${base}/v1/notes/riverside-clinic/nope`, {
+      headers: { authorization: `Bearer ${TOKENS.intake}` },
+    });
+    expect(intakeReads.status).toBe(403);
+  }, 60_000);
+
+  it('answers health and readiness', async () => {
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${base}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ready', checks: { ledger: true } });
+  });
+});
