@@ -8,6 +8,7 @@ import { type Io, processIo } from './io.ts';
 import { mapCommand } from './map.ts';
 import { mappingsCheck, mappingsCoverage, mappingsDiff, mappingsTest } from './mappings.ts';
 import { type SendOptions, sendCommand } from './send.ts';
+import { serveCommand } from './serve.ts';
 import { verifyCommand } from './verify.ts';
 
 /** Exit codes: 0 ok; 1 the input failed a check; 2 usage; 70 internal error (sysexits EX_SOFTWARE). */
@@ -93,6 +94,23 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .option('--receiving-facility <name>')
     .action(async (path: string, opts: SendOptions) => {
       code = await sendCommand(path, opts, io);
+    });
+
+  program
+    .command('serve')
+    .description(
+      'run the service (HTTP intake, SQS intake when configured, delivery workers); embedded defaults without --config',
+    )
+    .option(
+      '--config <file>',
+      'the YAML configuration (default: $SCRIBE_BRIDGE_CONFIG, else the embedded defaults)',
+    )
+    .option(
+      '--profiles <dir...>',
+      'FHIR profile folders (US Core 8) for the mapping proofs; default $SCRIBE_BRIDGE_PROFILES',
+    )
+    .action(async (opts: { config?: string; profiles?: string[] }) => {
+      code = await serveCommand(opts, io);
     });
 
   const mappings = program.command('mappings').description('author and test mapping files');

@@ -1,0 +1,55 @@
+/**
+ * `scribe-bridge serve [--config <file>]`: runs the service. Without a config it runs on the embedded defaults
+ * (PGlite in ./data, HTTP on 127.0.0.1:8080, a file drop in ./out, each tenant's review keys from
+ * ./keys/<tenant>.jwks.json, tokens from SCRIBE_BRIDGE_TOKEN_* or generated and printed once). Logs are JSON
+ * lines on stderr (pino) carrying ids, codes and durations only. SIGTERM / SIGINT: graceful shutdown, exit 0.
+ */
+import { pino } from 'pino';
+import { defaultConfig, describeProblems, loadConfig } from '../config/index.ts';
+import { ScribeError } from '../errors.ts';
+import { createService } from '../service/service.ts';
+import type { Io } from './io.ts';
+import { profileFolders } from './map.ts';
+
+export async function serveCommand(opts: { config?: string; profiles?: string[] }, io: Io): Promise<number> {
+  let config;
+  try {
+    if (opts.config || process.env['SCRIBE_BRIDGE_CONFIG']) config = await loadConfig(opts.config);
+    else {
+      const d = defaultConfig();
+      config = d.config;
+      for (const t of d.generatedTokens) {
+        // Printed once, to the terminal only; never logged. Set the variable to keep a token across restarts.
+        io.out(`${t.role} token (set ${t.envVar} to keep it): ${t.token.reveal()}\n`);
+      }
+    }
+  } catch (e) {
+    if (e instanceof ScribeError && e.code === 'CONFIG_INVALID') {
+      io.err(
+        `error CONFIG_INVALID: the configuration has ${e.issues.length} problem(s):\n${describeProblems(e)}\n`,
+      );
+      return 1;
+    }
+    throw e;
+  }
+  const logger = pino({ base: { service: 'scribe-bridge' } }, pino.destination(2));
+  const service = await createService(config, {
+    profiles: profileFolders(opts.profiles),
+    log: (e) => logger.info(e),
+  });
+  io.out(
+    `scribe-bridge listening on ${service.url} (store: ${config.store.kind}, ${config.destinations.length} destination(s))\n`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      resolve();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+  await service.stop();
+  logger.flush();
+  return 0;
+}

@@ -1,0 +1,130 @@
+/**
+ * `createService(config)`: the assembled service for embedding and for `scribe-bridge serve` — the ledger
+ * (PGlite or PostgreSQL), mapping proofs, the HTTP API, the SQS consumer when configured, delivery workers, and
+ * the housekeeping that settles expired leases and over-long waits. `stop()` is the graceful shutdown: stop
+ * receiving, let in-flight work finish and be recorded, close the ledger.
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createApp } from '../api/app.ts';
+import type { Config } from '../config/index.ts';
+import { S3ObjectStore } from '../ingest/s3.ts';
+import { SqsConsumer, type SqsLogEvent } from '../ingest/sqs.ts';
+import { TranscribeJobLocator } from '../ingest/transcribe.ts';
+import { Ledger } from '../ledger/ledger.ts';
+import { MappingRegistry } from '../map/registry.ts';
+import { Conformance } from '../validate/conformance.ts';
+import { loadProfiles } from '../validate/profiles.ts';
+import { Intake } from './intake.ts';
+import { DeliveryWorker } from './worker.ts';
+
+/** A structured log line: ids, codes, counts and durations — never note text, names, identifier values or tokens. */
+export type ServiceLog = (event: Record<string, string | number | boolean>) => void;
+
+export interface ServiceOptions {
+  /** FHIR profile folders (US Core 8) for the once-per-mapping proofs. */
+  readonly profiles?: readonly string[];
+  readonly log?: ServiceLog;
+  /** How often expired leases and over-long waits are settled (ms). */
+  readonly housekeepingMs?: number;
+}
+
+export interface Service {
+  readonly url: string;
+  readonly ledger: Ledger;
+  stop(): Promise<void>;
+}
+
+export async function createService(config: Config, options: ServiceOptions = {}): Promise<Service> {
+  const log = options.log ?? (() => undefined);
+  const ledger = await Ledger.open(
+    config.store.kind === 'pglite' ? `pglite://${config.store.dir}` : config.store.url,
+    { holdSeconds: config.intake.holdSeconds },
+  );
+  const conformance = new Conformance(await loadProfiles([...(options.profiles ?? [])]));
+  const mappings = new MappingRegistry(config.baseDir);
+  for (const d of config.destinations) {
+    const m = mappings.get(d.mapping.file);
+    await conformance.prove(m);
+    log({ event: 'mapping.proven', destination: d.id, mapping: m.id, version: m.version, digest: m.digest });
+  }
+  const objectStore = config.s3
+    ? new S3ObjectStore({
+        region: config.s3.region,
+        forcePathStyle: config.s3.forcePathStyle,
+        ...(config.s3.endpoint ? { endpoint: config.s3.endpoint } : {}),
+      })
+    : undefined;
+  const jobLocator = config.s3 ? new TranscribeJobLocator({ region: config.s3.region }) : undefined;
+  const intake = new Intake({
+    config,
+    ledger,
+    mappings,
+    conformance,
+    ...(objectStore ? { objectStore } : {}),
+    ...(jobLocator ? { jobLocator } : {}),
+  });
+
+  const app = createApp({ config, intake, ledger, log: (e) => log({ ...e }) });
+  const server: Server = await new Promise((resolve) => {
+    const s = app.listen(config.http.port, config.http.host, () => resolve(s));
+  });
+  const address = server.address() as AddressInfo;
+  const url = `http://${config.http.host}:${address.port}`;
+
+  const sqsConfig = config.intake.sqs;
+  const consumer = sqsConfig
+    ? new SqsConsumer(
+        {
+          queueUrl: sqsConfig.queueUrl,
+          region: sqsConfig.region,
+          ...(sqsConfig.endpoint ? { endpoint: sqsConfig.endpoint } : {}),
+          ...(sqsConfig.deadLetterQueueUrl ? { deadLetterQueueUrl: sqsConfig.deadLetterQueueUrl } : {}),
+          visibilityTimeoutSeconds: sqsConfig.visibilityTimeoutSeconds,
+          waitTimeSeconds: sqsConfig.waitTimeSeconds,
+          maxMessages: sqsConfig.maxMessages,
+          heartbeatSeconds: sqsConfig.heartbeatSeconds,
+          ...(objectStore ? { objectStore } : {}),
+          log: (e: SqsLogEvent) => log({ ...e }),
+        },
+        async (body) => ({ outcome: (await intake.ingest(body, 'sqs')).outcome }),
+      )
+    : undefined;
+  consumer?.start();
+
+  const worker = new DeliveryWorker({ ledger, config, log: (e) => log({ ...e }) });
+  worker.start();
+  const housekeeping = setInterval(async () => {
+    try {
+      for (const l of await ledger.releaseExpiredLeases())
+        log({ event: 'lease.expired', deliveryId: l.deliveryId });
+      for (const r of await ledger.expireWaiting())
+        log({ event: 'revision.dead-lettered', tenant: r.tenant, noteId: r.noteId, revision: r.revision });
+    } catch {
+      // the next round tries again; readiness reports a ledger that stays down
+    }
+  }, options.housekeepingMs ?? 5_000);
+  housekeeping.unref();
+
+  log({
+    event: 'service.started',
+    url,
+    store: config.store.kind,
+    destinations: config.destinations.length,
+    sqs: Boolean(consumer),
+  });
+  return {
+    url,
+    ledger,
+    async stop() {
+      clearInterval(housekeeping);
+      await consumer?.stop();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await worker.stop();
+      objectStore?.destroy();
+      jobLocator?.destroy();
+      await ledger.close();
+      log({ event: 'service.stopped' });
+    },
+  };
+}
