@@ -5,14 +5,14 @@
  * lines on stderr (pino) carrying ids, codes and durations only. SIGTERM / SIGINT: graceful shutdown, exit 0.
  */
 import { pino } from 'pino';
-import { defaultConfig, describeProblems, loadConfig } from '../config/index.ts';
+import { type Config, defaultConfig, describeProblems, loadConfig } from '../config/index.ts';
 import { ScribeError } from '../errors.ts';
 import { createService } from '../service/service.ts';
 import type { Io } from './io.ts';
 import { profileFolders } from './map.ts';
 
 export async function serveCommand(opts: { config?: string; profiles?: string[] }, io: Io): Promise<number> {
-  let config;
+  let config: Config;
   try {
     if (opts.config || process.env['SCRIBE_BRIDGE_CONFIG']) config = await loadConfig(opts.config);
     else {
