@@ -95,6 +95,17 @@ destinations:
     });
     expect(delivered.revisions).toHaveLength(1);
     expect(existsSync(join(dir, 'out', 'riverside-clinic', noteId, 'r1.json'))).toBe(true);
+    // Prometheus metrics: the attempt, the latency histogram, intake by outcome; the backlog is empty again.
+    const metrics = await (
+      await fetch(`${url}/metrics`, { headers: { authorization: 'Bearer op-tok' } })
+    ).text();
+    expect(metrics).toContain(
+      'scribe_bridge_delivery_attempts_total{destination="archive",outcome="delivered"} 1',
+    );
+    expect(metrics).toContain('scribe_bridge_intake_total{source="http",outcome="accepted"} 1');
+    expect(metrics).toMatch(/scribe_bridge_intake_to_delivered_seconds_count\{destination="archive"\} 1/);
+    expect(metrics).toContain('scribe_bridge_oldest_pending_age_seconds 0');
+    expect((await fetch(`${url}/metrics`)).status).toBe(401);
     s.child.kill('SIGTERM');
     expect(await exited(s.child)).toBe(0);
     // Logs are JSON lines with ids and codes; the note's text never appears.

@@ -11,6 +11,7 @@ import { hashToken } from '../config/index.ts';
 import { ScribeError, toScribeError } from '../errors.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import type { Intake } from '../service/intake.ts';
+import type { Metrics } from './metrics.ts';
 
 type Role = 'intake' | 'operator' | 'auditor';
 
@@ -20,6 +21,8 @@ export interface ApiDeps {
   readonly ledger: Ledger;
   /** Extra readiness checks (e.g. the queue); the ledger is always checked. */
   readonly ready?: () => Promise<Record<string, boolean>>;
+  /** Prometheus metrics, served at /metrics (operator role). */
+  readonly metrics?: Metrics;
   /** Ids, codes, status and durations only. */
   readonly log?: (e: {
     event: 'http';
@@ -123,6 +126,7 @@ export function createApp(deps: ApiDeps): express.Express {
       try {
         const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
         const r = await deps.intake.ingest(body, 'http', { allowTenant: (t) => tenantAllowed(res, t) });
+        deps.metrics?.intake('http', r.outcome);
         if (r.outcome === 'conflict')
           throw new ScribeError(
             'NOTE_CONFLICT',
@@ -139,11 +143,18 @@ export function createApp(deps: ApiDeps): express.Express {
         });
       } catch (e) {
         const err = toScribeError(e);
+        deps.metrics?.intake('http', err.code);
         res.locals['code'] = err.code;
         send(res, err);
       }
     },
   );
+
+  app.get('/metrics', requireRole(deps.config, ['operator']), async (_req, res) => {
+    if (!deps.metrics)
+      return send(res, new ScribeError('NOT_FOUND', 'metrics are not enabled in this process'));
+    res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
 
   app.get(
     '/v1/notes/:tenant/:noteId',

@@ -7,7 +7,9 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from '../api/app.ts';
+import { Metrics } from '../api/metrics.ts';
 import type { Config } from '../config/index.ts';
+import { ScribeError } from '../errors.ts';
 import { S3ObjectStore } from '../ingest/s3.ts';
 import { SqsConsumer, type SqsLogEvent } from '../ingest/sqs.ts';
 import { TranscribeJobLocator } from '../ingest/transcribe.ts';
@@ -65,7 +67,8 @@ export async function createService(config: Config, options: ServiceOptions = {}
     ...(jobLocator ? { jobLocator } : {}),
   });
 
-  const app = createApp({ config, intake, ledger, log: (e) => log({ ...e }) });
+  const metrics = new Metrics(ledger);
+  const app = createApp({ config, intake, ledger, metrics, log: (e) => log({ ...e }) });
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(config.http.port, config.http.host, () => resolve(s));
   });
@@ -87,12 +90,26 @@ export async function createService(config: Config, options: ServiceOptions = {}
           ...(objectStore ? { objectStore } : {}),
           log: (e: SqsLogEvent) => log({ ...e }),
         },
-        async (body) => ({ outcome: (await intake.ingest(body, 'sqs')).outcome }),
+        async (body) => {
+          try {
+            const r = await intake.ingest(body, 'sqs');
+            metrics.intake('sqs', r.outcome);
+            return { outcome: r.outcome };
+          } catch (e) {
+            metrics.intake('sqs', e instanceof ScribeError ? e.code : 'INTERNAL');
+            throw e;
+          }
+        },
       )
     : undefined;
   consumer?.start();
 
-  const worker = new DeliveryWorker({ ledger, config, log: (e) => log({ ...e }) });
+  const worker = new DeliveryWorker({
+    ledger,
+    config,
+    onAttempt: (d, outcome, receivedAt) => metrics.attempt(d, outcome, receivedAt),
+    log: (e) => log({ ...e }),
+  });
   worker.start();
   const housekeeping = setInterval(async () => {
     try {

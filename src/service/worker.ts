@@ -23,6 +23,8 @@ export interface WorkerOptions {
   readonly pollMs?: number;
   readonly now?: () => Date;
   readonly random?: () => number;
+  /** Called after every recorded attempt (metrics). */
+  readonly onAttempt?: (destination: string, outcome: string, receivedAt: Date) => void;
   /** Ids, codes and durations only. */
   readonly log?: (e: {
     event: 'delivery.attempt';
@@ -91,6 +93,7 @@ export class DeliveryWorker {
       ...(r.sentPayloadSha256 ? { sentPayloadSha256: r.sentPayloadSha256 } : {}),
       ...(nextAttemptAt ? { nextAttemptAt } : {}),
     });
+    this.#o.onAttempt?.(config.id, outcome, d.receivedAt);
     this.#o.log?.({
       event: 'delivery.attempt',
       deliveryId: d.id,
