@@ -20,5 +20,10 @@ RUN mkdir -p /var/lib/scribe-bridge && chown node:node /var/lib/scribe-bridge
 USER node
 WORKDIR /var/lib/scribe-bridge
 EXPOSE 8080
+# The service reads its configuration from a mounted file (http.host must be 0.0.0.0 in a container);
+# secrets come from the environment (SCRIBE_BRIDGE_TOKEN_*, the variables the config names, AWS's chain).
+ENV SCRIBE_BRIDGE_CONFIG=/etc/scribe-bridge/config.yaml
+HEALTHCHECK --interval=30s --timeout=5s CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "/app/bin/scribe-bridge.js"]
-CMD ["--help"]
+CMD ["serve"]
