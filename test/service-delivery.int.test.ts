@@ -8,44 +8,19 @@
  */
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import type { JWK } from 'jose';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Config, loadConfig } from '../src/config/index.ts';
-import { sha256Hex } from '../src/contract/artifacts.ts';
-import type { JsonValue } from '../src/contract/json.ts';
-import { canonicalJson, peekJwsHeader, type SignatureAlg, signEnvelope } from '../src/contract/signature.ts';
 import { Ledger } from '../src/ledger/ledger.ts';
 import { MappingRegistry } from '../src/map/registry.ts';
 import { Intake } from '../src/service/intake.ts';
 import { DeliveryWorker } from '../src/service/worker.ts';
 import { type FhirTestServer, startFhirServer } from './support/fhir-server.ts';
 import { type MllpTestServer, startMllpServer } from './support/mllp-server.ts';
+import { queueableFixture } from './support/notes.ts';
 import { testConformance } from './support/profiles.ts';
 
 const fixtures = new URL('../fixtures/', import.meta.url).pathname;
-const privateKeys = JSON.parse(
-  readFileSync(`${fixtures}keys/riverside-clinic.private.jwks.json`, 'utf8'),
-) as { keys: JWK[] };
-
-async function queueable(file: string): Promise<Uint8Array> {
-  const path = `${fixtures}envelopes/valid/${file}`;
-  const env = JSON.parse(readFileSync(path, 'utf8')) as Record<string, JsonValue>;
-  const hs = env['healthscribe'] as Record<string, { uri?: string }>;
-  for (const name of ['transcript', 'clinicalDocument']) {
-    const uri = hs[name]?.uri;
-    if (!uri) continue;
-    const inline = JSON.parse(
-      readFileSync(join(dirname(path), uri.slice('file:'.length)), 'utf8'),
-    ) as JsonValue;
-    (hs as Record<string, unknown>)[name] = { inline, sha256: sha256Hex(canonicalJson(inline)) };
-  }
-  const { kid } = peekJwsHeader((env['signature'] as { jws: string }).jws);
-  const key = privateKeys.keys.find((k) => k.kid === kid)!;
-  return new TextEncoder().encode(
-    JSON.stringify(await signEnvelope(env, key, { kid, alg: key.alg as SignatureAlg })),
-  );
-}
 
 let fhir: FhirTestServer;
 let mllp: MllpTestServer;
@@ -120,7 +95,9 @@ describe('delivery workers', () => {
       'hp-typical.r3-entered-in-error.json',
       'girpp-anxiety.json',
     ]) {
-      expect((await intake.ingest(await queueable(f), 'sqs')).outcome).toBe('accepted');
+      expect((await intake.ingest(new TextEncoder().encode(await queueableFixture(f)), 'sqs')).outcome).toBe(
+        'accepted',
+      );
     }
     const worker = new DeliveryWorker({ ledger, config });
     await drain(worker);
@@ -164,7 +141,9 @@ describe('delivery workers', () => {
       'hp-typical.r3-entered-in-error.json',
       'girpp-anxiety.json',
     ]) {
-      expect((await intake.ingest(await queueable(f), 'sqs')).outcome).toBe('duplicate');
+      expect((await intake.ingest(new TextEncoder().encode(await queueableFixture(f)), 'sqs')).outcome).toBe(
+        'duplicate',
+      );
     }
     await drain(worker);
     expect({ fhir: fhir.requests.length, mllp: mllp.received.length }).toEqual(before);
@@ -173,11 +152,17 @@ describe('delivery workers', () => {
 
   it('rejects a 422 after one attempt with its issue code, and settles a lost answer by read-back', async () => {
     fhir.fault({ kind: 'status', status: 422, issueCode: 'business-rule', match: { method: 'POST' } });
-    expect((await intake.ingest(await queueable('birp-substance-use.json'), 'sqs')).outcome).toBe('accepted');
+    expect(
+      (
+        await intake.ingest(
+          new TextEncoder().encode(await queueableFixture('birp-substance-use.json')),
+          'sqs',
+        )
+      ).outcome,
+    ).toBe('accepted');
     const worker = new DeliveryWorker({ ledger, config });
     await drain(worker);
-    const birpId = JSON.parse(new TextDecoder().decode(await queueable('birp-substance-use.json')))
-      .noteId as string;
+    const birpId = JSON.parse(await queueableFixture('birp-substance-use.json')).noteId as string;
     const birp = await ledger.revisionStatus('riverside-clinic', birpId);
     const fhirDelivery = birp!.revisions[0]!.deliveries.find((d) => d.destination === 'ehr-fhir')!;
     expect(fhirDelivery.state).toBe('rejected');
@@ -190,10 +175,12 @@ describe('delivery workers', () => {
 
     // The EHR stores the write but the answer is lost: ambiguous, then read back (found) → delivered, one resource.
     fhir.fault({ kind: 'drop', after: 'process', match: { method: 'POST' } });
-    expect((await intake.ingest(await queueable('dap-depression.json'), 'sqs')).outcome).toBe('accepted');
+    expect(
+      (await intake.ingest(new TextEncoder().encode(await queueableFixture('dap-depression.json')), 'sqs'))
+        .outcome,
+    ).toBe('accepted');
     await drain(worker);
-    const dapId = JSON.parse(new TextDecoder().decode(await queueable('dap-depression.json')))
-      .noteId as string;
+    const dapId = JSON.parse(await queueableFixture('dap-depression.json')).noteId as string;
     const dap = await ledger.revisionStatus('riverside-clinic', dapId);
     expect(dap!.revisions[0]!.deliveries.find((d) => d.destination === 'ehr-fhir')!.state).toBe('delivered');
     expect(

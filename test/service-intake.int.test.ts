@@ -7,7 +7,7 @@
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import {
   CreateQueueCommand,
   ReceiveMessageCommand,
@@ -15,45 +15,17 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { buildApp } from 'fauxqs';
-import type { JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/index.ts';
-import { sha256Hex } from '../src/contract/artifacts.ts';
-import type { JsonValue } from '../src/contract/json.ts';
-import { canonicalJson, peekJwsHeader, type SignatureAlg, signEnvelope } from '../src/contract/signature.ts';
 import { SqsConsumer } from '../src/ingest/sqs.ts';
 import { Ledger } from '../src/ledger/ledger.ts';
 import { MappingRegistry } from '../src/map/registry.ts';
 import { Intake } from '../src/service/intake.ts';
+import { queueableFixture } from './support/notes.ts';
 import { testConformance } from './support/profiles.ts';
 
 const fixtures = new URL('../fixtures/', import.meta.url).pathname;
 const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
-const privateKeys = JSON.parse(
-  readFileSync(`${fixtures}keys/riverside-clinic.private.jwks.json`, 'utf8'),
-) as { keys: JWK[] };
-
-/** A fixture envelope with its artifacts inline (the queue never carries file: URIs), signed again by its key. */
-async function queueable(
-  file: string,
-  patch: (e: Record<string, JsonValue>) => void = () => undefined,
-): Promise<string> {
-  const path = `${fixtures}envelopes/valid/${file}`;
-  const env = JSON.parse(readFileSync(path, 'utf8')) as Record<string, JsonValue>;
-  const hs = env['healthscribe'] as Record<string, { uri?: string }>;
-  for (const name of ['transcript', 'clinicalDocument']) {
-    const uri = hs[name]?.uri;
-    if (!uri) continue;
-    const inline = JSON.parse(
-      readFileSync(join(dirname(path), uri.slice('file:'.length)), 'utf8'),
-    ) as JsonValue;
-    (hs as Record<string, unknown>)[name] = { inline, sha256: sha256Hex(canonicalJson(inline)) };
-  }
-  patch(env);
-  const { kid } = peekJwsHeader((env['signature'] as { jws: string }).jws);
-  const key = privateKeys.keys.find((k) => k.kid === kid)!;
-  return JSON.stringify(await signEnvelope(env, key, { kid, alg: key.alg as SignatureAlg }));
-}
 
 let app: ReturnType<typeof buildApp>;
 let endpoint: string;
@@ -113,8 +85,8 @@ describe('intake: queue → verify → render → ledger', () => {
     const sqs = new SQSClient({ endpoint, region: 'us-east-1', credentials });
     const queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: 'notes' }))).QueueUrl!;
     const dlqUrl = (await sqs.send(new CreateQueueCommand({ QueueName: 'notes-dlq' }))).QueueUrl!;
-    const body = await queueable('girpp-anxiety.json');
-    const conflicting = await queueable('girpp-anxiety.json', (e) => {
+    const body = await queueableFixture('girpp-anxiety.json');
+    const conflicting = await queueableFixture('girpp-anxiety.json', (e) => {
       const s = (e['note'] as { sections: Array<{ sentences: Array<{ text: string }> }> }).sections[0]!
         .sentences[0]!;
       s.text = `${s.text} (changed)`;
@@ -174,7 +146,7 @@ describe('intake: queue → verify → render → ledger', () => {
       'hp-typical.r2-amended.json',
       'hp-typical.r3-entered-in-error.json',
     ]) {
-      results.push(await intake.ingest(new TextEncoder().encode(await queueable(f)), 'http'));
+      results.push(await intake.ingest(new TextEncoder().encode(await queueableFixture(f)), 'http'));
     }
     expect(results.map((r) => r.outcome)).toEqual(['accepted', 'accepted', 'accepted']);
     const payloads = await ledger.db.query<{ revision: number; destination: string; payload: string }>(
