@@ -6,7 +6,7 @@
  * attempt with its issue code recorded; an answer lost after the EHR stored the write is settled by read-back,
  * not a second create; re-sending every envelope changes nothing.
  */
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -5,7 +5,7 @@
  * acknowledged without new deliveries; a conflict is recorded and never delivered; an amendment then a
  * retraction are rendered (the retraction re-sends the retracted revision, read back from the ledger).
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
