@@ -7,5 +7,9 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Two cores: forks keep PGlite/WASM and servers isolated per file.
     pool: 'forks',
+    // In CI a JSON report as well, from which .ci/run prints the plain "N passed, N failed" closing line.
+    reporters: process.env['CI']
+      ? ['default', ['json', { outputFile: '.vitest-results.json' }]]
+      : ['default'],
   },
 });
