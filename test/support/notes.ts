@@ -176,36 +176,5 @@ export async function signed(
 
 export const bytesOf = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 
-const FIXTURES = new URL('../../fixtures/', import.meta.url).pathname;
-
-/**
- * A valid fixture envelope as the queue or HTTP would carry it: its `file:` artifacts inlined (with the sha256
- * of their RFC 8785 form), optionally changed by `patch`, and signed again with the fixture's own test key.
- */
-export async function queueableFixture(
-  file: string,
-  patch: (e: { [k: string]: JsonValue }) => void = () => undefined,
-): Promise<string> {
-  const { readFileSync } = await import('node:fs');
-  const { dirname, join } = await import('node:path');
-  const { peekJwsHeader } = await import('../../src/contract/signature.ts');
-  const path = `${FIXTURES}envelopes/valid/${file}`;
-  const env = JSON.parse(readFileSync(path, 'utf8')) as { [k: string]: JsonValue };
-  const hs = env['healthscribe'] as Record<string, { uri?: string }>;
-  for (const name of ['transcript', 'clinicalDocument']) {
-    const uri = hs[name]?.uri;
-    if (!uri) continue;
-    const inline = JSON.parse(
-      readFileSync(join(dirname(path), uri.slice('file:'.length)), 'utf8'),
-    ) as JsonValue;
-    (hs as Record<string, unknown>)[name] = { inline, sha256: sha256Hex(canonicalJson(inline)) };
-  }
-  patch(env);
-  const { kid } = peekJwsHeader((env['signature'] as { jws: string }).jws);
-  const tenant = env['tenant'] as string;
-  const keys = JSON.parse(readFileSync(`${FIXTURES}keys/${tenant}.private.jwks.json`, 'utf8')) as {
-    keys: JWK[];
-  };
-  const key = keys.keys.find((k) => k.kid === kid)!;
-  return JSON.stringify(await signEnvelope(env, key, { kid, alg: key.alg as SignatureAlg }));
-}
+/** Fixture envelopes made queueable (artifacts inlined, re-signed with the fixture's TEST key): see src/demo. */
+export { queueableFixture } from '../../src/demo/fixtures.ts';
