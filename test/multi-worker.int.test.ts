@@ -1,0 +1,141 @@
+/**
+ * Three worker processes on one PostgreSQL database and one queue (issue 5 "Must show"; reliability R5's
+ * single-writer claim): three real `scribe-bridge serve` processes with the same config take 150 signed messages
+ * (120 notes, 30 amendments) from one fauxqs queue and deliver to one FHIR server and one MLLP receiver.
+ * Promise checked: every (note, revision) exactly once at each sink, the queue drained, every delivery delivered,
+ * and the work spread — each process recorded deliveries (the ledger's attempt owners carry the process id).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type FhirTestServer, startFhirServer } from './support/fhir-server.ts';
+import { type MllpTestServer, startMllpServer } from './support/mllp-server.ts';
+import {
+  fhirCounts,
+  freshDatabase,
+  mllpByDocument,
+  noteKey,
+  type Queue,
+  type ServeProcess,
+  smallNote,
+  startQueue,
+  startServe,
+  tempDir,
+  until,
+  writeServiceConfig,
+} from './support/service-harness.ts';
+
+const NOTES = 120;
+const AMENDMENTS = 30;
+const TOTAL = NOTES + AMENDMENTS;
+
+let db: Awaited<ReturnType<typeof freshDatabase>>;
+let queue: Queue;
+let fhir: FhirTestServer;
+let mllp: MllpTestServer;
+const tmp = tempDir('sb-workers-');
+const workers: ServeProcess[] = [];
+
+beforeAll(async () => {
+  db = await freshDatabase('workers');
+  queue = await startQueue();
+  fhir = await startFhirServer();
+  mllp = await startMllpServer();
+});
+
+afterAll(async () => {
+  for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGKILL');
+  await fhir?.close();
+  await mllp?.close();
+  await queue?.close();
+  await db?.drop();
+  tmp.remove();
+});
+
+describe('three worker processes, one PostgreSQL, one queue', () => {
+  it('deliver every (note, revision) exactly once at each sink and share the work', async () => {
+    const { key, keysFile } = await noteKey(tmp.dir);
+    const config = writeServiceConfig(tmp.dir, {
+      store: db.url,
+      queue,
+      keysFile,
+      fhirBaseUrl: fhir.baseUrl,
+      mllpPort: mllp.port,
+      visibilityTimeoutSeconds: 20,
+      // The destination's concurrency is a cap across all workers. A worker records a round and claims the next
+      // in one transaction, so while the cap is saturated one worker keeps its slots; with room under the cap,
+      // each process claims what its own intake just recorded (it is woken at once) and the work spreads.
+      concurrency: 32,
+      fhirTimeoutMs: 10_000,
+      mllpAckTimeoutMs: 10_000,
+      // Deterministic-id PUT: the test FHIR server answers identifier searches by a linear scan (~3 ms per
+      // stored resource), which would make the sink, not scribe-bridge, the bottleneck at this volume.
+      fhirWrite: 'put',
+    });
+    // Started one after the other: the first run's migrations are then in place (concurrent runs are safe too).
+    for (let i = 0; i < 3; i++) {
+      const w = startServe(config);
+      workers.push(w);
+      await w.url;
+    }
+    const ids = Array.from({ length: NOTES }, (_, i) => `multi-${String(i).padStart(4, '0')}`);
+    const bodies: string[] = [];
+    for (const id of ids) bodies.push(await smallNote(key, id, 1));
+    for (const id of ids.slice(0, AMENDMENTS)) bodies.push(await smallNote(key, id, 2));
+    await queue.send(bodies);
+
+    await until(
+      async () => {
+        const { rows } = await db.query<{ n: number }>(
+          `select count(*)::int as n from deliveries where state = 'delivered'`,
+        );
+        return rows[0]!.n === 2 * TOTAL && (await queue.depth()) === 0;
+      },
+      300_000,
+      'every delivery delivered and the queue drained',
+    );
+    for (const w of workers) expect((await w.stop()).code).toBe(0);
+
+    // Ledger: each revision once; every delivery delivered by exactly one recorded 'delivered' attempt.
+    expect((await db.query('select 1 from note_revisions')).rowCount).toBe(TOTAL);
+    const delivered = await db.query<{ delivery_id: number; owner: string }>(
+      `select delivery_id::int, owner from delivery_attempts where outcome = 'delivered'`,
+    );
+    expect(delivered.rowCount).toBe(2 * TOTAL);
+    expect(new Set(delivered.rows.map((r) => r.delivery_id)).size).toBe(2 * TOTAL);
+
+    // Work spread: every process (its pid is in its lease owner id) delivered some of it.
+    const pids = workers.map((w) => w.child.pid!);
+    const byPid = new Map<number, number>();
+    for (const r of delivered.rows) {
+      const pid = Number(/^worker-(\d+)-/.exec(r.owner)?.[1]);
+      byPid.set(pid, (byPid.get(pid) ?? 0) + 1);
+    }
+    expect([...byPid.keys()].sort()).toEqual([...pids].sort());
+    for (const pid of pids) expect(byPid.get(pid)).toBeGreaterThan(0);
+
+    // FHIR: one DocumentReference per (note, revision); MLLP: one message and one MSH-10 per TXA-12.
+    const expected = [...ids.map((id) => `${id}-r1`), ...ids.slice(0, AMENDMENTS).map((id) => `${id}-r2`)];
+    const counts = await fhirCounts(fhir);
+    // One PUT per (note, revision), plus at most one resend (the same idempotent PUT) per lost answer.
+    const fhirAmbiguous = await db.query<{ n: number }>(
+      `select count(*)::int as n from delivery_attempts a join deliveries d on d.id = a.delivery_id
+       where d.destination = 'ehr-fhir' and a.outcome in ('ambiguous', 'lease-expired')`,
+    );
+    expect(fhir.count('PUT', 'DocumentReference')).toBeGreaterThanOrEqual(TOTAL);
+    expect(fhir.count('PUT', 'DocumentReference') - TOTAL).toBeLessThanOrEqual(fhirAmbiguous.rows[0]!.n);
+    expect(fhir.count('POST', 'DocumentReference')).toBe(0);
+    expect([...counts.keys()].sort()).toEqual(expected.sort());
+    expect([...counts.entries()].filter(([, n]) => n !== 1)).toEqual([]);
+    const docs = await db.query<{ doc: string }>(
+      `select identifiers->0->>'documentNumber' as doc from renderings where destination = 'ehr-mdm'`,
+    );
+    const byDoc = mllpByDocument(mllp);
+    expect([...byDoc.keys()].sort()).toEqual(docs.rows.map((r) => r.doc).sort());
+    expect([...byDoc.values()].filter((v) => v.controlIds.size !== 1)).toEqual([]);
+    // Resends (only after a lost answer) are bounded by the ambiguous outcomes the ledger recorded.
+    const ambiguous = await db.query<{ n: number }>(
+      `select count(*)::int as n from delivery_attempts a join deliveries d on d.id = a.delivery_id
+       where d.destination = 'ehr-mdm' and a.outcome in ('ambiguous', 'lease-expired')`,
+    );
+    expect(mllp.received.length - byDoc.size).toBeLessThanOrEqual(ambiguous.rows[0]!.n);
+  }, 420_000);
+});
