@@ -14,6 +14,7 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY bin ./bin
 COPY src ./src
+COPY web ./web
 COPY mappings ./mappings
 COPY profiles ./profiles
 RUN mkdir -p /var/lib/scribe-bridge && chown node:node /var/lib/scribe-bridge

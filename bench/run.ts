@@ -13,7 +13,7 @@
 import { execSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { JWK } from 'jose';
 import { sha256Hex } from '../src/contract/artifacts.ts';
@@ -27,8 +27,10 @@ import { loadProfiles } from '../src/validate/profiles.ts';
 import { buildTransactionBody, prepareVars } from './baselines/handwritten-transaction.ts';
 import { compileJsonataTransaction } from './baselines/jsonata-transaction.ts';
 
-const { values } = parseArgs({
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
   options: {
+    'service-seconds': { type: 'string', default: '8' },
     seconds: { type: 'string', default: '2' },
     out: { type: 'string', default: 'BENCHMARKS.md' },
     profiles: { type: 'string', default: '../shared/reference/profiles' },
@@ -37,6 +39,36 @@ const { values } = parseArgs({
 const SECONDS = Number(values.seconds);
 const root = new URL('../', import.meta.url).pathname;
 const fixtures = join(root, 'fixtures');
+const serviceOptions = {
+  root,
+  seconds: Number(values['service-seconds']),
+  profiles: new URL(values.profiles, `file://${root}`).pathname,
+  // `npm run bench -- service postgres`: one store only (default both)
+  ...(positionals.some((p) => p === 'pglite' || p === 'postgres')
+    ? { stores: positionals.filter((p): p is 'pglite' | 'postgres' => p === 'pglite' || p === 'postgres') }
+    : {}),
+};
+// `npm run bench -- service`: only the service section (bench/service.ts), replaced in place in the output.
+if (positionals.includes('service')) {
+  const { runServiceOnly } = await import('./service.ts');
+  const command = `npm run bench -- ${positionals.join(' ')} --service-seconds ${serviceOptions.seconds}`;
+  await runServiceOnly({ ...serviceOptions, out: resolve(root, values.out!), command });
+  process.exit(0);
+}
+
+// `npm run bench -- trace`: only the trace section (bench/trace.ts), replaced in place in the output.
+if (positionals.includes('trace')) {
+  const { runTraceOnly } = await import('./trace.ts');
+  const command = `npm run bench -- trace --seconds ${SECONDS}`;
+  await runTraceOnly({
+    root,
+    seconds: SECONDS,
+    profiles: serviceOptions.profiles,
+    out: join(root, values.out!),
+    command,
+  });
+  process.exit(0);
+}
 
 interface Result {
   readonly opsPerSec: number;
@@ -302,6 +334,14 @@ log(
   ]),
 );
 log();
+
+// --- service (issue 5) ---------------------------------------------------------------------------------------
+const { serviceBench } = await import('./service.ts');
+await serviceBench({ ...serviceOptions, log, command });
+
+// --- trace (issue 6) -----------------------------------------------------------------------------------------
+const { traceBench } = await import('./trace.ts');
+await traceBench({ root, seconds: SECONDS, profiles: serviceOptions.profiles, log, command });
 
 writeFileSync(join(root, values.out!), `${lines.join('\n')}\n`);
 console.error(`wrote ${values.out}`);

@@ -241,6 +241,25 @@ export const ERROR_CODES = {
     issue: 'processing',
     hint: 'A released migration must never change: revert the file and add a new migration.',
   },
+  // --- audit log ---
+  AUDIT_CHAIN_BROKEN: {
+    status: 500,
+    disposition: 'dead-letter',
+    issue: 'invariant',
+    hint: 'The audit log was altered outside scribe-bridge: keep the database as it is, restore the named records from a backup and find out who changed them.',
+  },
+  AUDIT_ANCHOR_INVALID: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'structure',
+    hint: 'An anchor is one JSON object per line: {"seq": <n>, "hash": "<64 hex>", "at": "<RFC 3339>"}. Use the file or S3 object scribe-bridge writes (audit.anchor).',
+  },
+  AUDIT_ANCHOR_UNAVAILABLE: {
+    status: 503,
+    disposition: 'retry',
+    issue: 'transient',
+    hint: 'Check that the anchor file or S3 object exists and that scribe-bridge may read and write it (S3: region, endpoint and credentials).',
+  },
   // --- delivery ---
   MLLP_REJECTED: {
     status: 422,
@@ -321,12 +340,37 @@ export const ERROR_CODES = {
     issue: 'conflict',
     hint: 'This tenant, note and revision was already received with different signed content: send the amendment as the next revision instead. The conflict is audited.',
   },
+  // --- dead-letter inspection and replay (operators) ---
+  DEAD_LETTER_REQUEST_INVALID: {
+    status: 400,
+    disposition: 'reject',
+    issue: 'invalid',
+    hint: 'Send {"deliveryIds": [...], "revisionIds": [...], "sqsMessageIds": [...]} (numbers for ledger ids, strings for SQS message ids; at least one id).',
+  },
+  REPLAY_REFUSED: {
+    status: 409,
+    disposition: 'reject',
+    issue: 'conflict',
+    hint: 'Only dead-lettered items can be replayed: deliveries that ended rejected or failed, revisions dead-lettered after waiting too long. List them with `scribe-bridge dead-letters list` (GET /v1/dead-letters).',
+  },
+  DEAD_LETTER_QUEUE_UNAVAILABLE: {
+    status: 503,
+    disposition: 'retry',
+    issue: 'transient',
+    hint: 'Check intake.sqs.deadLetterQueueUrl, the endpoint and the AWS credentials, then try again.',
+  },
   // --- command line and files ---
   USAGE: {
     status: 400,
     disposition: 'reject',
     issue: 'invalid',
     hint: 'Run `scribe-bridge --help` for usage.',
+  },
+  DEMO_INCOMPLETE: {
+    status: 500,
+    disposition: 'dead-letter',
+    issue: 'processing',
+    hint: 'Run `scribe-bridge demo --verbose` to see the service log (ids and codes); each problem line names the note revision and destination.',
   },
   FILE_UNREADABLE: {
     status: 400,

@@ -9,8 +9,12 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Config } from '../config/index.ts';
 import { hashToken } from '../config/index.ts';
 import { ScribeError, toScribeError } from '../errors.ts';
+import type { SqsDeadLetterQueue } from '../ingest/sqs-dead-letters.ts';
+import { auditPhiRead } from '../ledger/audit.ts';
 import type { Ledger } from '../ledger/ledger.ts';
+import { listDeadLetters, parseReplayRequest, replayDeadLetters } from '../service/dead-letters.ts';
 import type { Intake } from '../service/intake.ts';
+import { auditPage, traceHandler } from '../trace/http.ts';
 import type { Metrics } from './metrics.ts';
 
 type Role = 'intake' | 'operator' | 'auditor';
@@ -21,6 +25,8 @@ export interface ApiDeps {
   readonly ledger: Ledger;
   /** Extra readiness checks (e.g. the queue); the ledger is always checked. */
   readonly ready?: () => Promise<Record<string, boolean>>;
+  /** The SQS dead-letter queue, when configured: listed and replayed by /v1/dead-letters (operator role). */
+  readonly deadLetterQueue?: SqsDeadLetterQueue;
   /** Prometheus metrics, served at /metrics (operator role). */
   readonly metrics?: Metrics;
   /** Ids, codes, status and durations only. */
@@ -37,6 +43,8 @@ export interface ApiDeps {
 interface Authed {
   role: Role;
   tenants?: readonly string[];
+  /** sha256 hex of the bearer token, for audit records (which keep a short prefix of it). */
+  tokenSha256: string;
 }
 
 function send(res: Response, err: ScribeError): void {
@@ -47,11 +55,12 @@ function authenticate(config: Config, req: Request): Authed | undefined {
   const h = req.get('authorization');
   const m = h ? /^Bearer\s+(\S+)$/i.exec(h) : null;
   if (!m) return undefined;
-  const digest = Buffer.from(hashToken(m[1]!), 'hex');
+  const tokenSha256 = hashToken(m[1]!);
+  const digest = Buffer.from(tokenSha256, 'hex');
   for (const t of config.auth.tokens) {
     const known = Buffer.from(t.sha256, 'hex');
     if (known.length === digest.length && timingSafeEqual(known, digest))
-      return { role: t.role, ...(t.tenants ? { tenants: t.tenants } : {}) };
+      return { role: t.role, tokenSha256, ...(t.tenants ? { tenants: t.tenants } : {}) };
   }
   return undefined;
 }
@@ -163,12 +172,73 @@ export function createApp(deps: ApiDeps): express.Express {
       const { tenant, noteId } = req.params as { tenant: string; noteId: string };
       if (!tenantAllowed(res, tenant))
         return send(res, new ScribeError('FORBIDDEN', 'this token may not read that tenant'));
-      const status = await deps.ledger.revisionStatus(tenant, noteId);
-      if (!status)
-        return send(res, new ScribeError('NOT_FOUND', 'no such note', { where: `${tenant}/${noteId}` }));
-      res.json(status);
+      try {
+        const status = await deps.ledger.revisionStatus(tenant, noteId);
+        const who = res.locals['who'] as Authed;
+        // Audited before anything is answered: no PHI-bearing response leaves without its record.
+        await auditPhiRead(deps.ledger.db, {
+          role: who.role,
+          tokenSha256: who.tokenSha256,
+          endpoint: 'GET /v1/notes/{tenant}/{noteId}',
+          query: { tenant, noteId },
+          notes: status ? [{ tenant, noteId }] : [],
+          status: status ? 200 : 404,
+        });
+        if (!status)
+          return send(res, new ScribeError('NOT_FOUND', 'no such note', { where: `${tenant}/${noteId}` }));
+        res.json(status);
+      } catch (e) {
+        send(res, toScribeError(e));
+      }
     },
   );
+
+  // Dead letters (operator role): parked deliveries and revisions in the ledger, poison messages in the SQS DLQ.
+  // Ids, codes and times only; a replay is audited.
+  app.get('/v1/dead-letters', requireRole(deps.config, ['operator']), async (req, res) => {
+    const who = res.locals['who'] as Authed;
+    const destination = typeof req.query['destination'] === 'string' ? req.query['destination'] : undefined;
+    try {
+      res.json(
+        await listDeadLetters(deps.ledger, deps.deadLetterQueue, {
+          ...(who.tenants ? { tenants: who.tenants } : {}),
+          ...(destination ? { destination } : {}),
+        }),
+      );
+    } catch (e) {
+      send(res, toScribeError(e));
+    }
+  });
+  app.post(
+    '/v1/dead-letters/replay',
+    requireRole(deps.config, ['operator']),
+    express.text({ type: () => true, limit: '1mb' }),
+    async (req, res) => {
+      const who = res.locals['who'] as Authed;
+      try {
+        let body: unknown;
+        try {
+          body = JSON.parse(typeof req.body === 'string' ? req.body : '');
+        } catch {
+          throw new ScribeError('DEAD_LETTER_REQUEST_INVALID', 'the replay request is not JSON', {
+            where: 'body',
+          });
+        }
+        res.json(
+          await replayDeadLetters(deps.ledger, deps.deadLetterQueue, parseReplayRequest(body), {
+            by: `operator:${who.tokenSha256.slice(0, 12)}`,
+            ...(who.tenants ? { tenants: who.tenants } : {}),
+          }),
+        );
+      } catch (e) {
+        send(res, toScribeError(e));
+      }
+    },
+  );
+
+  // The provenance trace (auditor role; every read audited) and the auditor's page (static, no PHI).
+  app.get('/v1/trace', requireRole(deps.config, ['auditor']), traceHandler(deps));
+  app.use('/audit', auditPage());
 
   app.use((_req: Request, res: Response) => {
     send(res, new ScribeError('NOT_FOUND', 'no such endpoint', { hint: 'See README § HTTP API.' }));

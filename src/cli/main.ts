@@ -4,11 +4,20 @@
  */
 import { Command, CommanderError } from 'commander';
 import { ScribeError, toScribeError } from '../errors.ts';
+import { type AuditVerifyOptions, auditVerifyCommand } from './audit.ts';
+import {
+  type DeadLettersListOptions,
+  type DeadLettersReplayOptions,
+  deadLettersList,
+  deadLettersReplay,
+} from './dead-letters.ts';
+import { type DemoCommandOptions, demoCommand } from './demo.ts';
 import { type Io, processIo } from './io.ts';
 import { mapCommand } from './map.ts';
 import { mappingsCheck, mappingsCoverage, mappingsDiff, mappingsTest } from './mappings.ts';
 import { type SendOptions, sendCommand } from './send.ts';
 import { serveCommand } from './serve.ts';
+import { type TraceCommandOptions, traceCommand } from './trace.ts';
 import { verifyCommand } from './verify.ts';
 
 /** Exit codes: 0 ok; 1 the input failed a check; 2 usage; 70 internal error (sysexits EX_SOFTWARE). */
@@ -111,6 +120,107 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     )
     .action(async (opts: { config?: string; profiles?: string[] }) => {
       code = await serveCommand(opts, io);
+    });
+
+  program
+    .command('demo')
+    .description(
+      'the whole path on this machine: an embedded SQS/S3 server, the service, a local FHIR server and an MLLP receiver; sends the fixtures through the queue and prints where each note went',
+    )
+    .option(
+      '--profiles <dir...>',
+      'FHIR profile folders (US Core 8) for the mapping proofs; default $SCRIBE_BRIDGE_PROFILES',
+    )
+    .option('--keep <dir>', 'keep the ledger (PGlite) in this folder, with a config to serve it later')
+    .option('--hold', 'keep everything running after the summary until Ctrl-C (prints the URLs and tokens)')
+    .option('--json', 'print the summary as JSON')
+    .option('--verbose', "write the service's JSON log lines (ids, codes, durations) to stderr")
+    .action(async (opts: DemoCommandOptions) => {
+      code = await demoCommand(opts, io);
+    });
+
+  program
+    .command('audit')
+    .description('the hash-chained audit log')
+    .command('verify')
+    .description(
+      'verify the audit hash chain (and the anchored head, when configured or given); exit 0, or 1 naming the first bad record',
+    )
+    .option(
+      '--config <file>',
+      'the YAML configuration (default: $SCRIBE_BRIDGE_CONFIG, else the embedded defaults)',
+    )
+    .option(
+      '--anchor <file|s3-uri>',
+      "an anchor file or s3://bucket/key to check against (default: the config's audit.anchor)",
+    )
+    .option('--json', 'print the verdict as JSON')
+    .option('--page-size <n>', 'records read per query', '5000')
+    .action(async (opts: AuditVerifyOptions) => {
+      code = await auditVerifyCommand(opts, io);
+    });
+
+  program
+    .command('trace')
+    .description(
+      "the provenance trace of a delivered document (every revision, sentence evidence, signature, deliveries): by flags or as the trace endpoint's query string",
+    )
+    .argument('[query]', "the endpoint's query string, e.g. 'destination=ehr-mdm&controlId=…'")
+    .option(
+      '--config <file>',
+      'the YAML configuration (default: $SCRIBE_BRIDGE_CONFIG, else the embedded defaults)',
+    )
+    .option('--tenant <id>')
+    .option('--note <noteId>')
+    .option('--revision <n>')
+    .option('--destination <id>')
+    .option('--identifier <system|value>', 'a FHIR identifier the destination received')
+    .option('--resource-id <Type/id>', 'an id the EHR assigned (from the delivery receipt)')
+    .option('--document-number <TXA-12.1>')
+    .option('--control-id <MSH-10>')
+    .option('--json', "print the trace endpoint's JSON")
+    .option(
+      '--fhir',
+      'print the trace as a FHIR R4 Bundle (Provenance per sentence and delivery, AuditEvent per attempt and audit record)',
+    )
+    .action(async (query: string | undefined, opts: TraceCommandOptions) => {
+      code = await traceCommand(query, opts, io);
+    });
+
+  const deadLetters = program
+    .command('dead-letters')
+    .description(
+      'operators: what is parked (rejected/failed deliveries, dead-lettered revisions, the SQS DLQ) and replay',
+    );
+  deadLetters
+    .command('list')
+    .description('list dead letters: ids, codes and times (no note content)')
+    .option(
+      '--config <file>',
+      'the YAML configuration (default: $SCRIBE_BRIDGE_CONFIG, else the embedded defaults)',
+    )
+    .option('--destination <id>', 'only deliveries to this destination')
+    .option('--json', 'print JSON (the same shape as GET /v1/dead-letters)')
+    .action(async (opts: DeadLettersListOptions) => {
+      code = await deadLettersList(opts, io);
+    });
+  deadLetters
+    .command('replay')
+    .description(
+      'put dead letters back to work: deliveries to pending with a fresh attempt budget, revisions placed again, SQS messages back on the intake queue; each audited',
+    )
+    .option(
+      '--config <file>',
+      'the YAML configuration (default: $SCRIBE_BRIDGE_CONFIG, else the embedded defaults)',
+    )
+    .option('--delivery <id...>', 'delivery ids (from `dead-letters list`)')
+    .option('--revision <id...>', 'revision ids of dead-lettered revisions')
+    .option('--sqs <messageId...>', 'SQS dead-letter queue message ids')
+    .option('--sqs-code <CODE>', 'every SQS dead letter with this reason code')
+    .option('--all-sqs', 'every SQS dead letter')
+    .option('--json', 'print JSON (the same shape as POST /v1/dead-letters/replay)')
+    .action(async (opts: DeadLettersReplayOptions) => {
+      code = await deadLettersReplay(opts, io);
     });
 
   const mappings = program.command('mappings').description('author and test mapping files');

@@ -20,7 +20,7 @@ import {
   record,
 } from './context.ts';
 import { resolveDestination } from './destinations.ts';
-import { resolveSqs, resolveStore, resolveTenant, tokensFromEnv } from './resolve.ts';
+import { resolveAudit, resolveSqs, resolveStore, resolveTenant, tokensFromEnv } from './resolve.ts';
 import { checkCrossReferences } from './rules.ts';
 import {
   AuthSchema,
@@ -143,6 +143,8 @@ export async function loadConfig(
   const rawSqs = record(raw['intake'])['sqs'];
   const sqs = rawSqs === undefined ? undefined : resolveSqs(rawSqs, ctx);
   const s3 = part(S3Schema.optional(), raw['s3']);
+  const audit =
+    raw['audit'] === undefined ? undefined : resolveAudit(raw['audit'], raw['s3'] !== undefined, ctx);
 
   const rawTenants = Array.isArray(raw['tenants']) ? (raw['tenants'] as unknown[]) : [];
   const tenants = rawTenants.map((t, i) => resolveTenant(t, i, ctx));
@@ -167,6 +169,7 @@ export async function loadConfig(
     auth: { tokens: [...fileTokens, ...envTokens] },
     intake: { ...(sqs ? { sqs } : {}), holdSeconds: intake.holdSeconds },
     ...(s3 ? { s3 } : {}),
+    ...(audit ? { audit } : {}),
     tenants: tenants as TenantConfig[],
     destinations: destinations as DestinationConfig[],
   });

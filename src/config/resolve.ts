@@ -4,10 +4,19 @@
  * environment. Each adds its problems to the context and returns undefined when its part is unusable.
  */
 import { createHash } from 'node:crypto';
+import { dirname } from 'node:path';
 import type { PathSegment } from '../contract/json.ts';
 import { type CheckContext, checkedPath, type Env, part, record } from './context.ts';
-import { SqsSchema, TenantSchema } from './schema.ts';
-import type { ReviewKeysConfig, Role, SqsConfig, StoreConfig, TenantConfig, TokenConfig } from './types.ts';
+import { AuditSchema, SqsSchema, TenantSchema } from './schema.ts';
+import type {
+  AuditConfig,
+  ReviewKeysConfig,
+  Role,
+  SqsConfig,
+  StoreConfig,
+  TenantConfig,
+  TokenConfig,
+} from './types.ts';
 
 const STORE_FORMS =
   'postgres://…, postgresql://…, pglite://<dir relative to this file> or pglite:///<absolute dir>';
@@ -140,4 +149,33 @@ export function tokensFromEnv(env: Env): TokenConfig[] {
     if (value !== undefined && value !== '') out.push({ role, sha256: hashToken(value), source: 'env' });
   }
   return out;
+}
+
+/**
+ * `audit:` (raw): an anchor file's folder must exist (the file is created on the first anchor); an S3 anchor
+ * needs the top-level `s3:` block for its region and endpoint.
+ */
+export function resolveAudit(raw: unknown, hasS3: boolean, ctx: CheckContext): AuditConfig | undefined {
+  const audit = part(AuditSchema, raw);
+  if (!audit) return undefined;
+  const a = audit.anchor;
+  if (a?.file !== undefined) {
+    const path = checkedPath(a.file, ['audit', 'anchor', 'file'], 'file', ctx, true);
+    if (path === undefined) return undefined;
+    const dir = checkedPath(dirname(path), ['audit', 'anchor', 'file'], 'directory', ctx);
+    if (dir === undefined) return undefined;
+    return { anchor: { kind: 'file', path }, intervalSeconds: audit.intervalSeconds };
+  }
+  if (a?.s3 !== undefined) {
+    if (!hasS3) {
+      ctx.problems.at(
+        ['audit', 'anchor', 's3'],
+        'an S3 anchor needs the top-level s3: block (region, and endpoint for S3-compatible servers)',
+      );
+      return undefined;
+    }
+    const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(a.s3)!;
+    return { anchor: { kind: 's3', bucket: m[1]!, key: m[2]! }, intervalSeconds: audit.intervalSeconds };
+  }
+  return { intervalSeconds: audit.intervalSeconds };
 }

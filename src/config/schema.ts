@@ -36,6 +36,8 @@ export const DEFAULTS = {
   /** One connection in order: most MLLP receivers process one message at a time per connection. */
   mllp: { concurrency: 1, ackTimeoutMs: 30_000 },
   file: { concurrency: 4 },
+  /** How often the audit chain's head is anchored, seconds (when `audit.anchor` is set). */
+  audit: { intervalSeconds: 300 },
 } as const;
 
 const id = z
@@ -99,6 +101,21 @@ export const S3Schema = z.strictObject({
   region,
   endpoint: httpUrl.optional(),
   forcePathStyle: z.boolean().default(false),
+});
+
+/** `s3://bucket/key` */
+const s3Uri = z
+  .string()
+  .regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.+$/, 'must be an S3 object URI: s3://<bucket>/<key>');
+
+/** Where the audit chain's head is anchored: one of a file (JSON lines, appended) or an S3 object. */
+export const AuditAnchorSchema = z
+  .strictObject({ file: text.optional(), s3: s3Uri.optional() })
+  .refine((a) => (a.file === undefined) !== (a.s3 === undefined), 'give exactly one of file or s3');
+
+export const AuditSchema = z.strictObject({
+  anchor: AuditAnchorSchema.optional(),
+  intervalSeconds: int(1, 86_400).default(DEFAULTS.audit.intervalSeconds),
 });
 
 export const TenantSchema = z.strictObject({
@@ -216,6 +233,7 @@ export const ConfigFileSchema = z.strictObject({
   auth: AuthSchema.prefault({}),
   intake: IntakeSchema.prefault({}),
   s3: S3Schema.optional(),
+  audit: AuditSchema.optional(),
   tenants: z.array(TenantSchema).min(1, 'must list at least one tenant'),
   destinations: z.array(DestinationSchema).min(1, 'must list at least one destination'),
 });

@@ -68,6 +68,17 @@ export interface S3Config {
   readonly forcePathStyle: boolean;
 }
 
+/** Where the audit chain's head is anchored (so a truncated chain is detectable). */
+export type AuditAnchorConfig =
+  | { readonly kind: 'file'; readonly path: string }
+  | { readonly kind: 's3'; readonly bucket: string; readonly key: string };
+
+/** The audit log's settings (`audit:`). */
+export interface AuditConfig {
+  readonly anchor?: AuditAnchorConfig;
+  readonly intervalSeconds: number;
+}
+
 /** Where a tenant's review-application public keys come from. */
 export type ReviewKeysConfig =
   | { readonly kind: 'file'; readonly path: string }
@@ -188,6 +199,8 @@ export interface Config {
   readonly auth: { readonly tokens: readonly TokenConfig[] };
   readonly intake: IntakeConfig;
   readonly s3?: S3Config;
+  /** Audit chain anchoring; absent: not anchored. */
+  readonly audit?: AuditConfig;
   readonly tenants: readonly TenantConfig[];
   readonly destinations: readonly DestinationConfig[];
 }

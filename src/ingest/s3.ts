@@ -39,6 +39,9 @@ export class S3ObjectStore implements ObjectStore {
         ...(o.endpoint ? { endpoint: o.endpoint } : {}),
         ...(o.forcePathStyle !== undefined ? { forcePathStyle: o.forcePathStyle } : {}),
         ...(o.credentials ? { credentials: o.credentials } : {}),
+        // Every object's SHA-256 is checked against the signed one (stronger than S3's CRC): the SDK's own
+        // CRC32 over each ~0.5 MB transcript would be paid twice for nothing.
+        responseChecksumValidation: 'WHEN_REQUIRED',
       });
       this.#clients.set(region, c);
     }

@@ -23,6 +23,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import { type ObjectStore, parseArtifactUri, sha256Hex } from '../contract/artifacts.ts';
 import { type ErrorCode, ScribeError, toScribeError } from '../errors.ts';
+import { fault } from '../service/faults.ts';
 
 export interface SqsConsumerOptions {
   readonly queueUrl: string;
@@ -182,8 +183,10 @@ export class SqsConsumer {
     const heartbeat = this.#heartbeat(m);
     try {
       const body = await this.#body(m.Body ?? '');
+      fault('after-receive-before-commit');
       const result = await this.#handler(body, { messageId, receiveCount });
       clearInterval(heartbeat);
+      fault('after-commit-before-delete');
       await this.#delete(m);
       this.#o.log?.({
         event: 'sqs.handled',

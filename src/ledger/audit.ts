@@ -226,3 +226,162 @@ export async function readAudit(db: Queryable, fromSeq = 1, limit = 1000): Promi
     hash: r.hash,
   }));
 }
+
+/** Something that runs a transaction: the ledger's `Db`. */
+export interface Transactional {
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+}
+
+/**
+ * Appends records in their own small transaction (for events that happen outside a ledger transaction: a
+ * refused envelope, a read). The chain head's row is locked for one statement plus the commit.
+ */
+export function auditEvent(
+  db: Transactional,
+  records: AuditInput | readonly AuditInput[],
+  at: Date = new Date(),
+): Promise<AuditRecord[]> {
+  return db.transaction((tx) => appendAudit(tx, records, at));
+}
+
+/** How many hex digits of a bearer token's sha256 an audit record keeps (enough to tell tokens apart). */
+export const TOKEN_PREFIX_HEX = 12;
+
+/** Query parameters whose values may carry identifiers from outside (kept as sha256 hex, not as given). */
+const HASHED_QUERY_KEYS = new Set(['identifier']);
+
+/** A PHI-bearing read, for `auditPhiRead`. */
+export interface PhiRead {
+  /** The reader's role (`auditor`, `operator`, or `cli` for a local command). */
+  readonly role: string;
+  /**
+   * The sha256 hex of the bearer token (or its first 12+ digits); only the first `TOKEN_PREFIX_HEX` are
+   * stored. Never the token. Omit for a local command-line read.
+   */
+  readonly tokenSha256?: string;
+  /** What was read: `GET /v1/notes/{tenant}/{noteId}`, `GET /v1/trace`, `cli trace`, … (a route, not a URL). */
+  readonly endpoint: string;
+  /** The query as given (values of `identifier` are stored as their sha256 hex). */
+  readonly query?: { readonly [k: string]: string | number | undefined };
+  /** The notes whose content the answer carried (empty when nothing was found: the attempt is recorded too). */
+  readonly notes: readonly { readonly tenant: string; readonly noteId: string; readonly revision?: number }[];
+  /** e.g. 200, 404: recorded so refused and empty reads are visible too. */
+  readonly status?: number;
+  /** Response format, e.g. `json`, `fhir`, `html`. */
+  readonly format?: string;
+}
+
+/**
+ * Records one PHI-bearing read — who (role + token-hash prefix), when (the record's `at`), what (endpoint,
+ * query, note ids) — in its own transaction, and resolves once it is committed: answer the request only
+ * after it resolves, so no PHI leaves without its audit record. Action `read.phi`.
+ */
+export async function auditPhiRead(
+  db: Transactional,
+  read: PhiRead,
+  at: Date = new Date(),
+): Promise<AuditRecord> {
+  const prefix = read.tokenSha256?.slice(0, TOKEN_PREFIX_HEX).toLowerCase();
+  const query: { [k: string]: string | number } = {};
+  for (const [k, v] of Object.entries(read.query ?? {})) {
+    if (v === undefined) continue;
+    query[k] = HASHED_QUERY_KEYS.has(k)
+      ? `sha256:${createHash('sha256').update(String(v), 'utf8').digest('hex')}`
+      : v;
+  }
+  const one = read.notes.length === 1 ? read.notes[0] : undefined;
+  const tenants = [...new Set(read.notes.map((n) => n.tenant))];
+  const [record] = await auditEvent(
+    db,
+    {
+      actor: prefix ? `${read.role}:${prefix}` : read.role,
+      action: 'read.phi',
+      tenant: one?.tenant ?? (tenants.length === 1 ? tenants[0] : null),
+      noteId: one?.noteId ?? null,
+      revision: one?.revision ?? null,
+      details: {
+        role: read.role,
+        ...(prefix ? { tokenSha256Prefix: prefix } : {}),
+        endpoint: read.endpoint,
+        query,
+        notes: read.notes.map((n) => ({
+          tenant: n.tenant,
+          noteId: n.noteId,
+          ...(n.revision !== undefined ? { revision: n.revision } : {}),
+        })),
+        ...(read.status !== undefined ? { status: read.status } : {}),
+        ...(read.format !== undefined ? { format: read.format } : {}),
+      },
+    },
+    at,
+  );
+  return record!;
+}
+
+/** An envelope refused at intake, for `auditVerificationFailure`. No PHI: ids, a code and a hash. */
+export interface IntakeRefusal {
+  /** The tenant, when the envelope parsed far enough to name a configured one. */
+  readonly tenant?: string | null;
+  /** The stable error code (SIGNATURE_INVALID, ARTIFACT_HASH_MISMATCH, ENVELOPE_SCHEMA, …). */
+  readonly code: string;
+  readonly source: string;
+  /** sha256 hex of the bytes received. */
+  readonly contentSha256: string;
+  readonly actor?: string;
+}
+
+/** Records an envelope refused before it reached the ledger (action `intake.refused`), in its own transaction. */
+export async function auditVerificationFailure(
+  db: Transactional,
+  refusal: IntakeRefusal,
+  at: Date = new Date(),
+): Promise<AuditRecord> {
+  const [record] = await auditEvent(
+    db,
+    {
+      actor: refusal.actor ?? 'scribe-bridge',
+      action: 'intake.refused',
+      tenant: refusal.tenant ?? null,
+      details: { code: refusal.code, source: refusal.source, contentSha256: refusal.contentSha256 },
+    },
+    at,
+  );
+  return record!;
+}
+
+/** A dead-letter replay, for `auditReplay`. */
+export interface Replay {
+  /** Who asked: `operator:<token-hash prefix>`, `cli`, … */
+  readonly actor: string;
+  readonly tenant?: string | null;
+  readonly noteId?: string | null;
+  readonly revision?: number | null;
+  readonly destination?: string | null;
+  /** What was replayed: `delivery`, `revision`, `sqs-message`. */
+  readonly kind: string;
+  /** Ids only: delivery id, SQS message id, the state it left, the error code that parked it, … */
+  readonly details?: { readonly [k: string]: string | number | boolean | null };
+}
+
+/**
+ * Records a dead-letter replay (action `replay.<kind>`). Pass the transaction that makes the replay's state
+ * change, so both commit together; or a `Db` to record it in a transaction of its own.
+ */
+export async function auditReplay(
+  dbOrTx: Queryable | Transactional,
+  replay: Replay,
+  at: Date = new Date(),
+): Promise<AuditRecord> {
+  const input: AuditInput = {
+    actor: replay.actor,
+    action: `replay.${replay.kind}`,
+    tenant: replay.tenant ?? null,
+    noteId: replay.noteId ?? null,
+    revision: replay.revision ?? null,
+    destination: replay.destination ?? null,
+    details: { ...(replay.details ?? {}) },
+  };
+  const [record] =
+    'transaction' in dbOrTx ? await auditEvent(dbOrTx, input, at) : await appendAudit(dbOrTx, input, at);
+  return record!;
+}

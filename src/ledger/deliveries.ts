@@ -191,21 +191,29 @@ export async function recordAttempt(
   // invisible, and N+1 would stay blocked for good.
   const unblocked =
     state === 'delivered' ? await releaseBlocked(tx, row.tenant, row.note_id, row.destination, now) : [];
-  // Retries are history (delivery_attempts), not audit events: an outage would otherwise flood the chain.
-  const audit: AuditInput[] =
-    result.outcome === 'retry'
-      ? []
-      : [
-          {
-            actor: owner,
-            action: `delivery.${result.outcome}`,
-            tenant: row.tenant,
-            noteId: row.note_id,
-            revision: row.revision,
-            destination: row.destination,
-            details: auditDetails(deliveryId, attempts, result, unblocked),
-          },
-        ];
+  // Every attempt is audited, retries too (bounded by the destination's retry budget); a receipt (the EHR's id
+  // and version, the ACK) is a record of its own following its attempt.
+  const where = {
+    tenant: row.tenant,
+    noteId: row.note_id,
+    revision: row.revision,
+    destination: row.destination,
+  };
+  const audit: AuditInput[] = [
+    {
+      actor: owner,
+      action: `delivery.${result.outcome}`,
+      ...where,
+      details: auditDetails(deliveryId, attempts, result, unblocked),
+    },
+  ];
+  if (result.receipt !== undefined && result.receipt !== null)
+    audit.push({
+      actor: owner,
+      action: 'delivery.receipt',
+      ...where,
+      details: { deliveryId, attempt: attempts, outcome: result.outcome, receipt: result.receipt },
+    });
   return { recorded: { deliveryId, state, attempts, unblocked }, audit };
 }
 
@@ -220,7 +228,6 @@ function auditDetails(
   if (r.ackCode !== undefined) d['ackCode'] = r.ackCode;
   if (r.errorCode !== undefined) d['errorCode'] = r.errorCode;
   if (r.sentPayloadSha256 !== undefined) d['sentPayloadSha256'] = r.sentPayloadSha256;
-  if (r.receipt !== undefined) d['receipt'] = r.receipt;
   if (unblocked.length > 0) d['unblocked'] = [...unblocked];
   return d;
 }

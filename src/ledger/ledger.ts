@@ -24,8 +24,17 @@
 import { createHash } from 'node:crypto';
 import type { VerifiedNote } from '../contract/verify.ts';
 import { ScribeError } from '../errors.ts';
+import { traceData } from '../trace/record.ts';
 import { type AuditInput, appendAudit } from './audit.ts';
 import { type Db, type OpenOptions, openLedger, sqlState, type Tx } from './db.ts';
+import {
+  type DeadLetterFilter,
+  type LedgerDeadLetters,
+  listDeadLetters,
+  type ReplayRequest,
+  type ReplayResult,
+  replayDeadLetters,
+} from './dead-letters.ts';
 import { claimDue, recordAttempt, releaseExpiredLeases } from './deliveries.ts';
 import { migrate } from './migrate.ts';
 import { backlog, oldestPendingAge, revisionStatus } from './reads.ts';
@@ -160,30 +169,36 @@ export class Ledger {
    * `recordAttempt` for several deliveries in one transaction (a worker reporting the sends it finished).
    * A lost lease fails only its own item (`ok: false`); a database error fails the whole batch.
    */
-  async recordAttempts(
-    items: readonly { readonly deliveryId: number; readonly owner: string; readonly result: AttemptResult }[],
-  ): Promise<({ ok: true; recorded: AttemptRecorded } | { ok: false; error: ScribeError })[]> {
+  async recordAttempts(items: readonly AttemptItem[]): Promise<AttemptOutcome[]> {
     const now = this.#clock();
-    // Row locks in id order, so concurrent batches cannot deadlock on each other.
-    const order = items.map((item, i) => ({ item, i })).sort((a, b) => a.item.deliveryId - b.item.deliveryId);
     return this.#withAudit(now, async (tx) => {
-      const out: ({ ok: true; recorded: AttemptRecorded } | { ok: false; error: ScribeError })[] = new Array(
-        items.length,
-      );
-      const audit: AuditInput[] = [];
-      for (const { item, i } of order) {
-        try {
-          const r = await recordAttempt(tx, item.deliveryId, item.owner, item.result, now);
-          out[i] = { ok: true, recorded: r.recorded };
-          audit.push(...r.audit);
-        } catch (e) {
-          // recordAttempt refuses (lease lost, unknown id) before it writes anything, so the others stand;
-          // a driver error has aborted the transaction and must fail the batch.
-          if (!(e instanceof ScribeError) || sqlState(e) !== undefined) throw e;
-          out[i] = { ok: false, error: e };
-        }
-      }
+      const { out, audit } = await recordEach(tx, items, now);
       return { result: out, audit };
+    });
+  }
+
+  /**
+   * `recordAttempts`, then `claimDue` for one destination, in ONE transaction: a worker reports a round's sends
+   * and takes its next round in the same commit (one transaction per round instead of two — what bounds a
+   * destination with `concurrency: 1`, whose rounds are one delivery each). The claim sees the leases just
+   * ended as free. It runs before the audit append, so the chain head is locked only for the append and commit.
+   */
+  async recordAttemptsAndClaim(
+    items: readonly AttemptItem[],
+    destination: string,
+    opts: ClaimOptions,
+  ): Promise<{ recorded: AttemptOutcome[]; claimed: ClaimedDelivery[] }> {
+    const now = this.#clock();
+    return this.#withAudit(now, async (tx) => {
+      const { out, audit } = await recordEach(tx, items, now);
+      const claimed = await claimDue(tx, destination, {
+        limit: opts.limit,
+        owner: opts.owner,
+        leaseMs: opts.leaseMs,
+        concurrency: opts.concurrency,
+        now: opts.now ?? now,
+      });
+      return { result: { recorded: out, claimed }, audit };
     });
   }
 
@@ -218,6 +233,23 @@ export class Ledger {
     return oldestPendingAge(this.db, now);
   }
 
+  /** Dead letters for operators: rejected/failed deliveries and dead-lettered revisions (ids, codes, times). */
+  deadLetters(filter: DeadLetterFilter = {}): Promise<LedgerDeadLetters> {
+    return listDeadLetters(this.db, filter);
+  }
+
+  /** Puts dead-lettered deliveries and revisions back to work, all or none, each with a replay audit record. */
+  async replayDeadLetters(req: ReplayRequest, now: Date = this.#clock()): Promise<ReplayResult> {
+    return this.#withAudit(now, (tx) =>
+      replayDeadLetters(tx, req, { actor: this.#actor, holdSeconds: this.#holdSeconds, now }),
+    );
+  }
+
+  /** Appends audit records on their own (e.g. an operator's replay of SQS dead letters). */
+  async audit(records: readonly AuditInput[], now: Date = this.#clock()): Promise<void> {
+    await this.#withAudit(now, async () => ({ result: undefined, audit: records }));
+  }
+
   /** Closes the database (and releases a PGlite directory's lock). */
   close(): Promise<void> {
     return this.db.close();
@@ -231,6 +263,43 @@ export class Ledger {
       return result;
     });
   }
+}
+
+/** One attempt to record: the delivery, the lease holder reporting it, and what the send did. */
+export interface AttemptItem {
+  readonly deliveryId: number;
+  readonly owner: string;
+  readonly result: AttemptResult;
+}
+
+/** An attempt's fate: recorded, or refused on its own (lease lost, unknown delivery). */
+export type AttemptOutcome = { ok: true; recorded: AttemptRecorded } | { ok: false; error: ScribeError };
+
+/**
+ * Records attempts in the caller's transaction, row locks in id order (concurrent batches cannot deadlock on
+ * each other). A refused item stands alone; a driver error has aborted the transaction and is thrown.
+ */
+async function recordEach(
+  tx: Tx,
+  items: readonly AttemptItem[],
+  now: Date,
+): Promise<{ out: AttemptOutcome[]; audit: AuditInput[] }> {
+  const order = items.map((item, i) => ({ item, i })).sort((a, b) => a.item.deliveryId - b.item.deliveryId);
+  const out: AttemptOutcome[] = new Array(items.length);
+  const audit: AuditInput[] = [];
+  for (const { item, i } of order) {
+    try {
+      const r = await recordAttempt(tx, item.deliveryId, item.owner, item.result, now);
+      out[i] = { ok: true, recorded: r.recorded };
+      audit.push(...r.audit);
+    } catch (e) {
+      // recordAttempt refuses (lease lost, unknown id) before it writes anything, so the others stand;
+      // a driver error has aborted the transaction and must fail the batch.
+      if (!(e instanceof ScribeError) || sqlState(e) !== undefined) throw e;
+      out[i] = { ok: false, error: e };
+    }
+  }
+  return { out, audit };
 }
 
 function compareKeys(a: RevisionInput, b: RevisionInput): number {
@@ -274,6 +343,7 @@ export function revisionInput(
       hashSigned: a.hashSigned,
     })),
     source,
+    trace: traceData(note),
     renderings,
   };
 }

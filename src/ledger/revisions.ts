@@ -81,7 +81,7 @@ export async function placeRevision(
   if (fresh) {
     return {
       result: { outcome: firstState, ...fresh, released: [], revived: false },
-      audit: [placedAudit(at, input, firstState, fresh.deliveries, false)],
+      audit: placedAudit(at, input, firstState, fresh.deliveries, false),
     };
   }
   // The note exists: lock it, then read its revisions in a new statement (a fresh READ COMMITTED snapshot
@@ -160,7 +160,7 @@ export async function placeRevision(
     ({ revisionId, deliveries } = placed);
   }
 
-  const audit: AuditInput[] = [placedAudit(at, input, state, deliveries, same !== undefined)];
+  const audit: AuditInput[] = placedAudit(at, input, state, deliveries, same !== undefined);
   const released: ReleasedRevision[] = [];
   if (input.status === 'entered-in-error') {
     // Later revisions that arrived early follow a retraction: none of them may ever be delivered.
@@ -236,8 +236,8 @@ function placedAudit(
   state: RevisionState,
   deliveries: readonly DeliverySummary[],
   revived: boolean,
-): AuditInput {
-  return {
+): AuditInput[] {
+  const placed: AuditInput = {
     ...at,
     action: revived ? 'revision.revived' : `revision.${state}`,
     details: {
@@ -252,6 +252,19 @@ function placedAudit(
       })),
     },
   };
+  if (revived) return [placed];
+  // One record per stored rendering: what each destination gets, by which mapping version (hashes, no content).
+  const renderings: AuditInput[] = input.renderings.map((r) => ({
+    ...at,
+    destination: r.destination,
+    action: 'rendering.recorded',
+    details: {
+      mapping: { id: r.mapping.id, version: r.mapping.version, digest: r.mapping.digest },
+      contentType: r.contentType,
+      payloadSha256: r.payloadSha256,
+    },
+  }));
+  return [placed, ...renderings];
 }
 
 /**
@@ -284,8 +297,8 @@ async function insertRevision(
   }));
   // Payloads travel as text parameters of their own, not inside the JSON: a 100 KB FHIR payload escaped into
   // JSON costs ~4 ms more to encode and parse (measured).
-  const payloads = input.renderings.map((_, i) => `$${19 + i}::text`).join(', ');
-  const revisionValues = `$1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17`;
+  const payloads = input.renderings.map((_, i) => `$${20 + i}::text`).join(', ');
+  const revisionValues = `$1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17, $19::jsonb`;
   const rows = await tx.query<{
     revision_id: number;
     id: number | null;
@@ -299,12 +312,14 @@ async function insertRevision(
        on conflict (tenant, note_id) do nothing returning tenant),
      v as (
        insert into note_revisions (tenant, note_id, revision, status, replaces, content_sha256, envelope, sig_kid,
-         sig_alg, sig_thumbprint, signed_at, artifacts, source, state, hold_until, received_at, updated_at)
+         sig_alg, sig_thumbprint, signed_at, artifacts, source, state, hold_until, received_at, updated_at,
+         trace)
        select ${revisionValues} from n
        returning id),`
         : `v as (
        insert into note_revisions (tenant, note_id, revision, status, replaces, content_sha256, envelope, sig_kid,
-         sig_alg, sig_thumbprint, signed_at, artifacts, source, state, hold_until, received_at, updated_at)
+         sig_alg, sig_thumbprint, signed_at, artifacts, source, state, hold_until, received_at, updated_at,
+         trace)
        values (${revisionValues})
        returning id),`
     }
@@ -347,6 +362,7 @@ async function insertRevision(
       receivedAt,
       p.now,
       meta,
+      input.trace ?? null,
       ...input.renderings.map((r) => r.payload),
     ],
   );

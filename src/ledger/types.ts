@@ -77,6 +77,8 @@ export interface RevisionInput {
     readonly hashSigned: boolean;
   }[];
   readonly source: NoteSource;
+  /** What the provenance trace needs from the verified note (src/trace/record.ts `TraceData`); stored as jsonb. */
+  readonly trace?: object | undefined;
   /** One per destination of the tenant. */
   readonly renderings: readonly RenderingInput[];
   /** Default: the ledger's clock. */

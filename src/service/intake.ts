@@ -3,7 +3,10 @@
  * tenant's review keys and the artifacts, render it for every destination of the tenant with the mapping version
  * proven conformant, check each rendering, and record revision + renderings + deliveries + audit in ONE ledger
  * transaction. Its result is durable when it resolves — which is when the SQS consumer may delete the message.
+ * Concurrent ingests are group-committed: one transaction records a batch of them (still each revision with its
+ * renderings, deliveries and audit), and every caller is resolved only after that commit.
  */
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Config, DestinationConfig } from '../config/index.ts';
 import type { JobLocator, ObjectStore } from '../contract/artifacts.ts';
@@ -11,12 +14,14 @@ import { readEnvelope } from '../contract/envelope.ts';
 import { type Jwks, parseJwks } from '../contract/signature.ts';
 import { type VerifiedNote, verifyEnvelope } from '../contract/verify.ts';
 import { ScribeError } from '../errors.ts';
+import { auditVerificationFailure } from '../ledger/audit.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import { revisionInput } from '../ledger/ledger.ts';
-import type { DestinationIdentifier, RecordResult, RenderingInput } from '../ledger/types.ts';
+import type { DestinationIdentifier, RecordResult, RenderingInput, RevisionInput } from '../ledger/types.ts';
 import { lifecycleMode, type Rendering, render } from '../map/engine.ts';
 import type { MappingRegistry } from '../map/registry.ts';
 import type { Conformance } from '../validate/conformance.ts';
+import { GroupCommit } from './group-commit.ts';
 
 export interface IntakeDeps {
   readonly config: Config;
@@ -25,6 +30,10 @@ export interface IntakeDeps {
   readonly conformance: Conformance;
   readonly objectStore?: ObjectStore;
   readonly jobLocator?: JobLocator;
+  /** Called after each commit that recorded revisions (the in-process delivery workers claim at once). */
+  readonly onRecorded?: () => void;
+  /** Transactions in flight at once for group commit (default 1; 2 suits PostgreSQL). */
+  readonly commitsInFlight?: number;
 }
 
 /** The identifiers a destination receives, for the trace: FHIR identifiers, or MDM's TXA-12.1 and MSH-10. */
@@ -118,10 +127,26 @@ function renderOptions(d: DestinationConfig): Record<string, unknown> {
 export class Intake {
   readonly #d: IntakeDeps;
   readonly #keys: TenantKeys;
+  /** Concurrent ingests share one ledger transaction (see group-commit.ts); each resolves after its commit. */
+  readonly #commits: GroupCommit<RevisionInput, RecordResult>;
 
   constructor(deps: IntakeDeps) {
     this.#d = deps;
     this.#keys = new TenantKeys(deps.config);
+    const recorded = <T>(r: T): T => {
+      try {
+        deps.onRecorded?.();
+      } catch {
+        // a wake-up hint only: the commit stands, and the workers' poll finds the work anyway
+      }
+      return r;
+    };
+    this.#commits = new GroupCommit({
+      commitBatch: (inputs) => deps.ledger.recordRevisions(inputs).then(recorded),
+      commitOne: (input) => deps.ledger.recordRevision(input).then(recorded),
+      maxBatch: 32,
+      maxInFlight: deps.commitsInFlight ?? 1,
+    });
   }
 
   /** Verifies, renders and records one envelope. Throws ScribeError (its disposition tells the caller what to do). */
@@ -130,16 +155,42 @@ export class Intake {
     source: 'sqs' | 'http',
     opts: { allowTenant?: (tenant: string) => boolean } = {},
   ): Promise<RecordResult> {
-    const read = readEnvelope(bytes);
-    if (opts.allowTenant && !opts.allowTenant(read.envelope.tenant)) {
-      throw new ScribeError('FORBIDDEN', 'this token may not submit notes for that tenant', {
-        where: '$.tenant',
-      });
+    let tenant: string | undefined;
+    let note: VerifiedNote;
+    let renderings: RenderingInput[];
+    try {
+      const read = readEnvelope(bytes);
+      tenant = read.envelope.tenant;
+      if (opts.allowTenant && !opts.allowTenant(read.envelope.tenant)) {
+        throw new ScribeError('FORBIDDEN', 'this token may not submit notes for that tenant', {
+          where: '$.tenant',
+        });
+      }
+      const keys = await this.#keys.get(read.envelope.tenant);
+      note = await verifyEnvelope(read, { keys, ...this.#artifactDeps() });
+      renderings = await this.#renderAll(note);
+    } catch (e) {
+      await this.#auditRefusal(e, bytes, source, tenant);
+      throw e;
     }
-    const keys = await this.#keys.get(read.envelope.tenant);
-    const note = await verifyEnvelope(read, { keys, ...this.#artifactDeps() });
-    const renderings = await this.#renderAll(note);
-    return this.#d.ledger.recordRevision(revisionInput(note, source, renderings));
+    return this.#commits.submit(revisionInput(note, source, renderings));
+  }
+
+  /**
+   * A refused envelope (verification or rendering failed for good) gets an audit record of its own — tenant (when it is a
+   * configured one), code, source and the sha256 of the bytes, no content — before the refusal is answered.
+   * Transient failures (retry) are not refusals. If the record cannot be written, that error is thrown instead,
+   * so no refusal goes unrecorded (the sender or the queue retries).
+   */
+  async #auditRefusal(e: unknown, bytes: Uint8Array, source: string, tenant: string | undefined) {
+    if (!(e instanceof ScribeError) || e.disposition === 'retry') return;
+    const known = tenant !== undefined && this.#d.config.tenants.some((t) => t.id === tenant);
+    await auditVerificationFailure(this.#d.ledger.db, {
+      tenant: known ? tenant : null,
+      code: e.code,
+      source,
+      contentSha256: createHash('sha256').update(bytes).digest('hex'),
+    });
   }
 
   #artifactDeps() {

@@ -13,10 +13,12 @@ import { ScribeError } from '../errors.ts';
 import { S3ObjectStore } from '../ingest/s3.ts';
 import { SqsConsumer, type SqsLogEvent } from '../ingest/sqs.ts';
 import { TranscribeJobLocator } from '../ingest/transcribe.ts';
+import { startAnchoring } from '../ledger/audit-anchor.ts';
 import { Ledger } from '../ledger/ledger.ts';
 import { MappingRegistry } from '../map/registry.ts';
 import { Conformance } from '../validate/conformance.ts';
 import { loadProfiles } from '../validate/profiles.ts';
+import { deadLetterQueueFor } from './dead-letters.ts';
 import { Intake } from './intake.ts';
 import { DeliveryWorker } from './worker.ts';
 
@@ -29,6 +31,8 @@ export interface ServiceOptions {
   readonly log?: ServiceLog;
   /** How often expired leases and over-long waits are settled (ms). */
   readonly housekeepingMs?: number;
+  /** AWS credentials for SQS and S3 instead of the standard chain (the demo's embedded server). */
+  readonly awsCredentials?: { readonly accessKeyId: string; readonly secretAccessKey: string };
 }
 
 export interface Service {
@@ -55,12 +59,18 @@ export async function createService(config: Config, options: ServiceOptions = {}
         region: config.s3.region,
         forcePathStyle: config.s3.forcePathStyle,
         ...(config.s3.endpoint ? { endpoint: config.s3.endpoint } : {}),
+        ...(options.awsCredentials ? { credentials: { ...options.awsCredentials } } : {}),
       })
     : undefined;
   const jobLocator = config.s3 ? new TranscribeJobLocator({ region: config.s3.region }) : undefined;
+  // Set once the workers exist: an intake commit wakes them instead of waiting for their next poll.
+  let wakeWorkers = () => {};
   const intake = new Intake({
     config,
     ledger,
+    onRecorded: () => wakeWorkers(),
+    // PostgreSQL works on one batch while the previous one commits; PGlite has one session anyway.
+    commitsInFlight: config.store.kind === 'pglite' ? 1 : 2,
     mappings,
     conformance,
     ...(objectStore ? { objectStore } : {}),
@@ -68,7 +78,15 @@ export async function createService(config: Config, options: ServiceOptions = {}
   });
 
   const metrics = new Metrics(ledger);
-  const app = createApp({ config, intake, ledger, metrics, log: (e) => log({ ...e }) });
+  const deadLetterQueue = deadLetterQueueFor(config, options.awsCredentials);
+  const app = createApp({
+    config,
+    intake,
+    ledger,
+    metrics,
+    ...(deadLetterQueue ? { deadLetterQueue } : {}),
+    log: (e) => log({ ...e }),
+  });
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(config.http.port, config.http.host, () => resolve(s));
   });
@@ -88,6 +106,7 @@ export async function createService(config: Config, options: ServiceOptions = {}
           maxMessages: sqsConfig.maxMessages,
           heartbeatSeconds: sqsConfig.heartbeatSeconds,
           ...(objectStore ? { objectStore } : {}),
+          ...(options.awsCredentials ? { credentials: { ...options.awsCredentials } } : {}),
           log: (e: SqsLogEvent) => log({ ...e }),
         },
         async (body) => {
@@ -111,6 +130,7 @@ export async function createService(config: Config, options: ServiceOptions = {}
     log: (e) => log({ ...e }),
   });
   worker.start();
+  wakeWorkers = () => worker.notify();
   const housekeeping = setInterval(async () => {
     try {
       for (const l of await ledger.releaseExpiredLeases())
@@ -122,6 +142,7 @@ export async function createService(config: Config, options: ServiceOptions = {}
     }
   }, options.housekeepingMs ?? 5_000);
   housekeeping.unref();
+  const anchoring = config.audit?.anchor ? startAnchoring(ledger, config, log) : undefined;
 
   log({
     event: 'service.started',
@@ -138,7 +159,9 @@ export async function createService(config: Config, options: ServiceOptions = {}
       await consumer?.stop();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await worker.stop();
+      await anchoring?.stop();
       objectStore?.destroy();
+      deadLetterQueue?.destroy();
       jobLocator?.destroy();
       await ledger.close();
       log({ event: 'service.stopped' });

@@ -35,6 +35,8 @@ export const BOUND_VALUE_SETS = {
   documentRelationshipType: `${R4_VS}/document-relationship-type`,
   attestationMode: `${R4_VS}/composition-attestation-mode`,
   provenanceEntityRole: `${R4_VS}/provenance-entity-role`,
+  auditEventAction: `${R4_VS}/audit-event-action`,
+  auditEventOutcome: `${R4_VS}/audit-event-outcome`,
   usCoreCategory: `${US_CORE}/ValueSet/us-core-documentreference-category`,
   usCoreClinicalNoteType: `${US_CORE}/ValueSet/us-core-clinical-note-type`,
 } as const;
@@ -72,6 +74,11 @@ export function checkCodes(r: Resource, registry: ProfileRegistry): Issue[] {
       break;
     case 'Provenance':
       checkProvenance(r, ctx);
+      break;
+    case 'AuditEvent':
+      // The FHIR export of the trace (src/trace/fhir.ts).
+      ctx.code(r.action, 'action', BOUND_VALUE_SETS.auditEventAction);
+      ctx.code(r.outcome, 'outcome', BOUND_VALUE_SETS.auditEventOutcome);
       break;
   }
   return ctx.issues;

@@ -37,6 +37,8 @@ const FALLBACKS: Record<string, readonly [system: string, codes: readonly string
     `${R4}/provenance-entity-role`,
     ['derivation', 'revision', 'quotation', 'source', 'removal'],
   ],
+  [`${R4}/ValueSet/audit-event-action`]: [`${R4}/audit-event-action`, ['C', 'R', 'U', 'D', 'E']],
+  [`${R4}/ValueSet/audit-event-outcome`]: [`${R4}/audit-event-outcome`, ['0', '4', '8', '12']],
   // US Core 8.0.0 (CC0): the two value sets scribe-bridge's own binding checks need, so that a deployment
   // without the US Core package still refuses a wrong category or note type. Loaded files take precedence.
   'http://hl7.org/fhir/us/core/ValueSet/us-core-documentreference-category': [
