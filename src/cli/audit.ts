@@ -5,13 +5,12 @@
  * hash), or 1 naming the first bad record and what is wrong with it. Prints ids and hashes only.
  */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { SingleBar } from 'cli-progress';
-import { type Config, describeProblems, loadConfig } from '../config/index.ts';
 import { ScribeError } from '../errors.ts';
 import { type AnchorStore, anchorStoreFor, anchorStoreFromConfig } from '../ledger/audit-anchor.ts';
 import { type ChainVerdict, verifyAuditChain } from '../ledger/audit-verify.ts';
 import { type Db, openLedger } from '../ledger/db.ts';
+import { commandConfig, storeUrl } from './config.ts';
 import type { Io } from './io.ts';
 
 export interface AuditVerifyOptions {
@@ -22,11 +21,6 @@ export interface AuditVerifyOptions {
 }
 
 /** The store `serve` uses: the config's, or the embedded default (PGlite in ./data). */
-function storeUrl(config: Config | undefined): string {
-  if (!config) return `pglite://${join(process.cwd(), 'data')}`;
-  return config.store.kind === 'pglite' ? `pglite://${config.store.dir}` : config.store.url;
-}
-
 async function openStore(url: string): Promise<Db> {
   if (url.startsWith('pglite://') && !existsSync(url.slice('pglite://'.length))) {
     throw new ScribeError('NOT_FOUND', 'the ledger directory does not exist', {
@@ -47,18 +41,8 @@ async function openStore(url: string): Promise<Db> {
 }
 
 export async function auditVerifyCommand(opts: AuditVerifyOptions, io: Io): Promise<number> {
-  let config: Config | undefined;
-  try {
-    if (opts.config || process.env['SCRIBE_BRIDGE_CONFIG']) config = await loadConfig(opts.config);
-  } catch (e) {
-    if (e instanceof ScribeError && e.code === 'CONFIG_INVALID') {
-      io.err(
-        `error CONFIG_INVALID: the configuration has ${e.issues.length} problem(s):\n${describeProblems(e)}\n`,
-      );
-      return 1;
-    }
-    throw e;
-  }
+  const config = (await commandConfig(opts.config, io))?.config;
+  if (!config) return 1;
   const pageSize = opts.pageSize === undefined ? 5000 : Number(opts.pageSize);
   if (!Number.isSafeInteger(pageSize) || pageSize < 1) {
     throw new ScribeError('USAGE', '--page-size must be a positive integer', { where: opts.pageSize ?? '' });

@@ -5,7 +5,7 @@
  * the config names: with PGlite, only while no service holds it (use `GET /v1/dead-letters` then). Prints ids,
  * codes and times only.
  */
-import { type Config, defaultConfig, describeProblems, loadConfig } from '../config/index.ts';
+import type { Config } from '../config/index.ts';
 import { ScribeError } from '../errors.ts';
 import { Ledger } from '../ledger/ledger.ts';
 import {
@@ -15,6 +15,7 @@ import {
   parseReplayRequest,
   replayDeadLetters,
 } from '../service/dead-letters.ts';
+import { commandConfig, storeUrl } from './config.ts';
 import type { Io } from './io.ts';
 
 export interface DeadLettersListOptions {
@@ -34,28 +35,17 @@ export interface DeadLettersReplayOptions {
 }
 
 async function configFrom(file: string | undefined, io: Io): Promise<Config | undefined> {
-  try {
-    if (file || process.env['SCRIBE_BRIDGE_CONFIG']) return await loadConfig(file);
-    return defaultConfig().config;
-  } catch (e) {
-    if (e instanceof ScribeError && e.code === 'CONFIG_INVALID') {
-      io.err(
-        `error CONFIG_INVALID: the configuration has ${e.issues.length} problem(s):\n${describeProblems(e)}\n`,
-      );
-      return undefined;
-    }
-    throw e;
-  }
+  return (await commandConfig(file, io))?.config;
 }
 
 async function withStores<T>(
   config: Config,
   fn: (ledger: Ledger, dlq: ReturnType<typeof deadLetterQueueFor>) => Promise<T>,
 ): Promise<T> {
-  const ledger = await Ledger.open(
-    config.store.kind === 'pglite' ? `pglite://${config.store.dir}` : config.store.url,
-    { holdSeconds: config.intake.holdSeconds, actor: 'scribe-bridge-cli' },
-  );
+  const ledger = await Ledger.open(storeUrl(config), {
+    holdSeconds: config.intake.holdSeconds,
+    actor: 'scribe-bridge-cli',
+  });
   const dlq = deadLetterQueueFor(config);
   try {
     return await fn(ledger, dlq);

@@ -5,32 +5,18 @@
  * lines on stderr (pino) carrying ids, codes and durations only. SIGTERM / SIGINT: graceful shutdown, exit 0.
  */
 import { pino } from 'pino';
-import { type Config, defaultConfig, describeProblems, loadConfig } from '../config/index.ts';
-import { ScribeError } from '../errors.ts';
 import { createService } from '../service/service.ts';
+import { commandConfig } from './config.ts';
 import type { Io } from './io.ts';
 import { profileFolders } from './map.ts';
 
 export async function serveCommand(opts: { config?: string; profiles?: string[] }, io: Io): Promise<number> {
-  let config: Config;
-  try {
-    if (opts.config || process.env['SCRIBE_BRIDGE_CONFIG']) config = await loadConfig(opts.config);
-    else {
-      const d = defaultConfig();
-      config = d.config;
-      for (const t of d.generatedTokens) {
-        // Printed once, to the terminal only; never logged. Set the variable to keep a token across restarts.
-        io.out(`${t.role} token (set ${t.envVar} to keep it): ${t.token.reveal()}\n`);
-      }
-    }
-  } catch (e) {
-    if (e instanceof ScribeError && e.code === 'CONFIG_INVALID') {
-      io.err(
-        `error CONFIG_INVALID: the configuration has ${e.issues.length} problem(s):\n${describeProblems(e)}\n`,
-      );
-      return 1;
-    }
-    throw e;
+  const loaded = await commandConfig(opts.config, io);
+  if (!loaded) return 1;
+  const { config } = loaded;
+  for (const t of loaded.generatedTokens) {
+    // Printed once, to the terminal only; never logged. Set the variable to keep a token across restarts.
+    io.out(`${t.role} token (set ${t.envVar} to keep it): ${t.token.reveal()}\n`);
   }
   const logger = pino({ base: { service: 'scribe-bridge' } }, pino.destination(2));
   const service = await createService(config, {

@@ -1,13 +1,3 @@
-/**
- * `scribe-bridge trace [--config <file>] <query>`: the provenance trace of a delivered document, read from the
- * ledger the config names (without a config: the embedded default store of `serve`, PGlite in ./data). The
- * query is given by flags (`--tenant --note [--revision]`, or `--destination` with one of `--identifier`,
- * `--resource-id`, `--document-number`, `--control-id`) or as the endpoint's query string
- * (`'destination=ehr-mdm&controlId=…'`). Human-readable, or `--json` (the endpoint's JSON). Every run is
- * audited (actor `cli`). A PGlite store is locked while `serve` runs on it: use `GET /v1/trace` then.
- */
-import { join } from 'node:path';
-import { type Config, defaultConfig, describeProblems, loadConfig } from '../config/index.ts';
 import { ScribeError } from '../errors.ts';
 import { auditPhiRead } from '../ledger/audit.ts';
 import { openLedger } from '../ledger/db.ts';
@@ -16,6 +6,7 @@ import { traceToFhir } from '../trace/fhir.ts';
 import { formatTrace } from '../trace/format.ts';
 import { parseTraceQuery, traceQueryParams } from '../trace/query.ts';
 import { readTrace } from '../trace/trace.ts';
+import { commandConfig, storeUrl } from './config.ts';
 import type { Io } from './io.ts';
 
 export interface TraceCommandOptions {
@@ -53,25 +44,9 @@ export async function traceCommand(
     throw new ScribeError('USAGE', 'give the trace query either as flags or as one query string, not both');
   const query = parseTraceQuery(queryString ? fromString : fromFlags);
 
-  let config: Config;
-  try {
-    config =
-      opts.config || process.env['SCRIBE_BRIDGE_CONFIG']
-        ? await loadConfig(opts.config)
-        : defaultConfig().config;
-  } catch (e) {
-    if (e instanceof ScribeError && e.code === 'CONFIG_INVALID') {
-      io.err(
-        `error CONFIG_INVALID: the configuration has ${e.issues.length} problem(s):\n${describeProblems(e)}\n`,
-      );
-      return 1;
-    }
-    throw e;
-  }
-  const url =
-    config.store.kind === 'pglite'
-      ? `pglite://${config.store.dir || join(process.cwd(), 'data')}`
-      : config.store.url;
+  const config = (await commandConfig(opts.config, io))?.config;
+  if (!config) return 1;
+  const url = storeUrl(config);
   const db = await openLedger(url, { poolSize: 2, applicationName: 'scribe-bridge trace' }).catch(
     (e: unknown) => {
       if (e instanceof ScribeError && e.code === 'LEDGER_LOCKED')
