@@ -7,7 +7,7 @@
  * process. The service-level records (refused envelope, PHI-bearing read) are checked over real HTTP.
  */
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,7 +15,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { buildApp } from 'fauxqs';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../src/api/app.ts';
 import { hashToken, loadConfig } from '../src/config/index.ts';
@@ -38,59 +37,19 @@ import { type Anchor, type ChainVerdict, verifyAuditChain } from '../src/ledger/
 import { type Db, openLedger, type Tx } from '../src/ledger/db.ts';
 import { Ledger } from '../src/ledger/ledger.ts';
 import { migrate } from '../src/ledger/migrate.ts';
-import type { RevisionInput } from '../src/ledger/types.ts';
 import { MappingRegistry } from '../src/map/registry.ts';
 import { Intake } from '../src/service/intake.ts';
+import { PG_BASE, pgAdmin, revisionFixture, sha } from './support/ledger-inputs.ts';
 import { testConformance } from './support/profiles.ts';
 import { until } from './support/service-harness.ts';
 
-const PG_BASE = 'postgres://postgres@127.0.0.1:5432';
 const root = new URL('../', import.meta.url).pathname;
 const bin = join(root, 'bin/scribe-bridge.js');
 const fixtures = join(root, 'fixtures/');
-const sha = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
 const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
 
-function input(
-  noteId: string,
-  revision: number,
-  destinations: readonly string[],
-  content = 'v',
-): RevisionInput {
-  const status = revision === 1 ? 'final' : 'amended';
-  return {
-    tenant: 't1',
-    noteId,
-    revision,
-    status,
-    replaces: revision === 1 ? null : revision - 1,
-    contentSha256: sha(`${noteId}/${revision}/${content}`),
-    envelope: { kind: 'signed-note', noteId, revision, status },
-    signature: {
-      kid: 'k1',
-      alg: 'ES256',
-      thumbprint: 'tp',
-      signedAt: '2029-12-31T23:00:00Z',
-      verified: true,
-    },
-    artifacts: [
-      { name: 'transcript', source: 'uri', uri: 's3://b/t.json', sha256: sha('t'), hashSigned: true },
-    ],
-    source: 'http',
-    renderings: destinations.map((destination) => {
-      const payload = `payload ${noteId} r${revision} ${destination}`;
-      return {
-        destination,
-        mapping: { id: 'us-core-docref', version: '1.0.0', digest: sha('m') },
-        contentType: 'application/fhir+json',
-        payload,
-        payloadSha256: sha(payload),
-        writeRequest: { method: 'PUT', url: `DocumentReference/${noteId}-${revision}` },
-        identifiers: [{ system: 'urn:test', value: `${noteId}-${revision}` }],
-      };
-    }),
-  };
-}
+const input = (noteId: string, revision: number, destinations: readonly string[], content = 'v') =>
+  revisionFixture(noteId, revision, destinations, { content });
 
 /** Runs `fn` with the append-only triggers off, then rolls everything back. */
 async function tampered(db: Db, fn: (tx: Tx) => Promise<void>, anchors?: Anchor[]): Promise<ChainVerdict> {
@@ -144,16 +103,6 @@ function cli(
   });
 }
 
-async function admin(sql: string): Promise<void> {
-  const c = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
-
 describe.each(['pglite', 'postgres'] as const)('audit chain on %s', (kind) => {
   let url: string;
   let dir: string;
@@ -167,7 +116,7 @@ describe.each(['pglite', 'postgres'] as const)('audit chain on %s', (kind) => {
     if (kind === 'pglite') url = `pglite://${join(dir, 'data')}`;
     else {
       dbName = `sb_audit_${randomBytes(6).toString('hex')}`;
-      await admin(`create database ${dbName}`);
+      await pgAdmin(`create database ${dbName}`);
       url = `${PG_BASE}/${dbName}`;
     }
     db = await openLedger(url);
@@ -231,7 +180,7 @@ describe.each(['pglite', 'postgres'] as const)('audit chain on %s', (kind) => {
   afterAll(async () => {
     await db?.close().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
-    if (dbName) await admin(`drop database if exists ${dbName} with (force)`);
+    if (dbName) await pgAdmin(`drop database if exists ${dbName} with (force)`);
   });
 
   it('records every kind of event, without PHI or tokens', async () => {

@@ -22,16 +22,15 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { buildApp } from 'fauxqs';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.ts';
 import { hashToken, loadConfig } from '../src/config/index.ts';
 import { readAudit } from '../src/ledger/audit.ts';
 import { createService, type Service } from '../src/service/service.ts';
 import { type FhirTestServer, startFhirServer } from './support/fhir-server.ts';
+import { PG_BASE, pgAdmin } from './support/ledger-inputs.ts';
 import { queueableFixture } from './support/notes.ts';
 
-const PG_BASE = 'postgres://postgres@127.0.0.1:5432';
 const fixtures = new URL('../fixtures/', import.meta.url).pathname;
 const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
 const TOKENS = {
@@ -39,16 +38,6 @@ const TOKENS = {
   operator: randomBytes(24).toString('base64url'),
   auditor: randomBytes(24).toString('base64url'),
 };
-
-async function admin(sql: string): Promise<void> {
-  const c = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
 
 async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 60_000): Promise<T> {
   const end = Date.now() + ms;
@@ -121,7 +110,7 @@ describe.each(['pglite', 'postgres'] as const)('dead letters on %s', (kind) => {
     let store = `pglite://${join(dir, 'ledger')}`;
     if (kind === 'postgres') {
       dbName = `sb_dead_letters_${randomBytes(6).toString('hex')}`;
-      await admin(`create database ${dbName}`);
+      await pgAdmin(`create database ${dbName}`);
       store = `${PG_BASE}/${dbName}`;
     }
     fhir = await startFhirServer();
@@ -174,7 +163,7 @@ destinations:
     sqs?.destroy();
     s3?.destroy();
     rmSync(dir, { recursive: true, force: true });
-    if (dbName) await admin(`drop database if exists ${dbName} with (force)`);
+    if (dbName) await pgAdmin(`drop database if exists ${dbName} with (force)`);
   });
 
   it('lists every kind of dead letter, replays them once each with an audit record, and refuses what it must', async () => {
