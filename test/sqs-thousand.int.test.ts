@@ -121,9 +121,8 @@ describe(`${TOTAL} notes through SQS to FHIR and MLLP`, () => {
         // Generous: this shared 2-core machine is busy; an answer later than this is ambiguous (and still settled).
         fhirTimeoutMs: 10_000,
         mllpAckTimeoutMs: 10_000,
-        // Deterministic-id PUT: the test FHIR server answers identifier searches by a linear scan (~3 ms per
-        // stored resource), which would make the sink, not scribe-bridge, the bottleneck at this volume.
-        fhirWrite: 'put',
+        // The default write, conditional create (If-None-Exist): the test FHIR server answers identifier
+        // searches from an index (src/demo/indexed-repository.ts), so it is no longer the bottleneck.
       });
       const t0 = Date.now();
       const serve = startServe(config);
@@ -161,14 +160,20 @@ describe(`${TOTAL} notes through SQS to FHIR and MLLP`, () => {
       // FHIR: exactly one DocumentReference per (note, revision) sent, nothing unexpected.
       const expected = [...ids.map((id) => `${id}-r1`), ...ids.slice(0, AMENDMENTS).map((id) => `${id}-r2`)];
       const counts = await fhirCounts(fhir);
-      // One PUT per (note, revision), plus at most one resend (the same idempotent PUT) per lost answer.
+      // One conditional create per (note, revision), plus at most one resend (the same If-None-Exist POST) per
+      // lost answer; a resend that finds the first one writes nothing (checked below: one resource per key).
       const fhirAmbiguous = await db.query<{ n: number }>(
         `select count(*)::int as n from delivery_attempts a join deliveries d on d.id = a.delivery_id
        where d.destination = 'ehr-fhir' and a.outcome in ('ambiguous', 'lease-expired')`,
       );
-      expect(fhir.count('PUT', 'DocumentReference')).toBeGreaterThanOrEqual(TOTAL);
-      expect(fhir.count('PUT', 'DocumentReference') - TOTAL).toBeLessThanOrEqual(fhirAmbiguous.rows[0]!.n);
-      expect(fhir.count('POST', 'DocumentReference')).toBe(0);
+      const creates = fhir.requests.filter(
+        (r) =>
+          r.method === 'POST' && r.path === 'DocumentReference' && r.ifNoneExist?.startsWith('identifier='),
+      ).length;
+      expect(creates).toBeGreaterThanOrEqual(TOTAL);
+      expect(creates - TOTAL).toBeLessThanOrEqual(fhirAmbiguous.rows[0]!.n);
+      expect(fhir.count('POST', 'DocumentReference')).toBe(creates);
+      expect(fhir.count('PUT', 'DocumentReference')).toBe(0);
       expect(counts.size).toBe(TOTAL);
       expect([...counts.keys()].sort()).toEqual(expected.sort());
       expect([...counts.entries()].filter(([, n]) => n !== 1)).toEqual([]);

