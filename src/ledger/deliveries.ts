@@ -64,6 +64,9 @@ export async function claimDue(
     // destination makes the pair atomic; the claim is one short statement, so claimers queue only briefly.
     await tx.query('select pg_advisory_xact_lock($1, hashtext($2))', [CLAIM_LOCK_NS, destination]);
   }
+  const limit =
+    o.concurrency === undefined ? o.limit : Math.min(o.limit, await fairShare(tx, destination, o));
+  if (limit <= 0) return [];
   const until = new Date(o.now.getTime() + o.leaseMs);
   const rows = await tx.query<ClaimRow>(
     `with due as (
@@ -85,7 +88,7 @@ export async function claimDue(
      returning x.id, x.tenant, x.note_id, x.revision, x.destination, x.attempts, x.lease_owner, x.lease_until,
        due.prior_state, v.status, v.received_at, r.id as rendering_id, r.mapping_id, r.mapping_version,
        r.mapping_digest, r.content_type, r.payload, r.payload_sha256, r.write_request, r.identifiers`,
-    [destination, o.now, o.limit, o.concurrency ?? UNBOUNDED, o.owner, until],
+    [destination, o.now, limit, o.concurrency ?? UNBOUNDED, o.owner, until],
   );
   return rows
     .sort((a, b) => a.id - b.id)
@@ -111,6 +114,53 @@ export async function claimDue(
         identifiers: r.identifiers,
       },
     }));
+}
+
+/** How long a claim keeps its owner counted as active at a destination: several idle polls (250 ms default). */
+export const CLAIM_OWNER_WINDOW_MS = 5_000;
+
+/**
+ * Fair claiming under a concurrency limit (run under the destination's claim lock): records `owner` as active at
+ * the destination and answers how many more leases it may take. With n active owners (those holding a live
+ * lease there or seen claiming there within CLAIM_OWNER_WINDOW_MS), each is due `floor(concurrency / n)`; while
+ * another active owner holds fewer than that, a claim takes only up to that floor, otherwise up to
+ * `ceil(concurrency / n)` (the remainder goes to whoever claims first) — minus the live leases it already holds.
+ * Alone, a worker may fill every slot; with others waiting, the slots it frees when it records a round are no
+ * longer all re-taken by its own next claim, and the others get theirs at their next poll. (With fewer slots
+ * than workers the floor is 0: slots then change hands only as their holders go idle.) One statement; owner
+ * rows older than a day are removed on the way.
+ */
+async function fairShare(
+  tx: Queryable,
+  destination: string,
+  o: { owner: string; concurrency: number | undefined; now: Date },
+): Promise<number> {
+  const since = new Date(o.now.getTime() - CLAIM_OWNER_WINDOW_MS);
+  const stale = new Date(o.now.getTime() - 86_400_000);
+  const rows = await tx.query<{ me: boolean; leases: number }>(
+    `with seen as (
+       insert into claim_owners (destination, owner, seen_at) values ($1, $2, $3)
+       on conflict (destination, owner) do update set seen_at = excluded.seen_at
+       where claim_owners.seen_at < excluded.seen_at - interval '1 second'
+       returning 1),
+     gone as (
+       delete from claim_owners where destination = $1 and owner <> $2 and seen_at < $5 returning 1),
+     active as (
+       select lease_owner as owner, count(*)::int as leases from deliveries
+       where destination = $1 and state = 'sending' and lease_until > $3
+       group by lease_owner
+       union all
+       select owner, 0 from claim_owners where destination = $1 and seen_at > $4)
+     select owner = $2 as me, max(leases)::int as leases from active group by owner`,
+    [destination, o.owner, o.now, since, stale],
+  );
+  const concurrency = o.concurrency ?? UNBOUNDED;
+  const mine = rows.find((r) => r.me)?.leases ?? 0;
+  const others = rows.filter((r) => !r.me).map((r) => r.leases);
+  const n = others.length + 1;
+  const floor = Math.floor(concurrency / n);
+  const share = others.some((l) => l < floor) ? floor : Math.ceil(concurrency / n);
+  return share - mine;
 }
 
 const NEXT_STATE: Record<AttemptResult['outcome'], DeliveryState> = {

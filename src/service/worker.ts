@@ -101,6 +101,13 @@ export class DeliveryWorker {
    * transaction (so a busy destination costs one transaction per round). Idle, it waits for `pollMs` or an
    * intake commit in this process (`notify`). Once stopped it claims nothing more, but deliveries it already
    * holds are sent and recorded.
+   *
+   * Fair across workers: a claim under the destination's concurrency limit takes at most a fair share of it
+   * (the ledger's claimDue): with n active owners (holding a live lease there or seen claiming there in the
+   * last 5 s), `floor(concurrency / n)` while another one holds fewer than that, else `ceil(concurrency / n)`,
+   * minus the leases it holds. A worker alone keeps the whole limit and its one-transaction rounds; when
+   * another worker's claim found the slots full, the next recorded round re-claims only its share and the other
+   * worker takes the rest at its next poll. See docs/durability.md.
    */
   async #loop(config: DestinationConfig, sender: Sender): Promise<void> {
     let next: ClaimedDelivery[] = [];
