@@ -41,13 +41,7 @@ export async function demoCommand(opts: DemoCommandOptions, io: Io): Promise<num
   }
   const r = demo.result;
   try {
-    if (opts.json) io.out(`${JSON.stringify(r, null, 2)}\n`);
-    else printSummary(r, io);
-    if (!r.ok)
-      io.err(
-        `error DEMO_INCOMPLETE: ${r.problems.length} problem(s):\n${r.problems.map((p) => `  - ${p}\n`).join('')}` +
-          `${ERROR_CODES.DEMO_INCOMPLETE.hint}\n`,
-      );
+    reportDemo(r, io, opts.json ?? false);
     if (opts.hold) {
       io.err(
         `\nholding: the service is at ${r.endpoints.service}, the FHIR server at ${r.endpoints.fhir}\n` +
@@ -71,6 +65,21 @@ export async function demoCommand(opts: DemoCommandOptions, io: Io): Promise<num
     await demo.stop();
     logger?.flush();
   }
+  return r.ok ? 0 : 1;
+}
+
+/**
+ * The demo's outcome as printed: the summary (or the result as JSON) on stdout; when not ok, `error
+ * DEMO_INCOMPLETE` with one line per problem and the hint on stderr. Answers the exit code: 0 ok, 1 not.
+ */
+export function reportDemo(r: DemoResult, io: Io, json: boolean): number {
+  if (json) io.out(`${JSON.stringify(r, null, 2)}\n`);
+  else printSummary(r, io);
+  if (!r.ok)
+    io.err(
+      `error DEMO_INCOMPLETE: ${r.problems.length} problem(s):\n${r.problems.map((p) => `  - ${p}\n`).join('')}` +
+        `${ERROR_CODES.DEMO_INCOMPLETE.hint}\n`,
+    );
   return r.ok ? 0 : 1;
 }
 
