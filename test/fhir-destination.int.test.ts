@@ -281,8 +281,10 @@ describe('answers classified (standards.md §10)', () => {
     const res = await fhir.send(r);
     expect(res).toMatchObject({ outcome: 'ambiguous', reason: 'no-answer', written: true });
     expect(await fhir.readBack(r)).toBeUndefined();
-    // deliverFhir: ambiguous → read-back (not found) → resend → delivered.
-    server.fault({ kind: 'drop', after: 'read' });
+    // deliverFhir: ambiguous → read-back (not found) → resend → delivered. Dropped twice: this send goes out on
+    // a reused keep-alive connection, and a conditional create reset there before any answer is sent once more
+    // on a new connection by the transport (src/deliver/fhir-http.ts) — dropped too, so it stays ambiguous.
+    server.fault({ kind: 'drop', after: 'read', times: 2 });
     const d = await deliverFhir(fhir, r, { ...noSleep, sleep: async () => {} });
     expect(d.state).toBe('delivered');
     expect(d.attempts.map((a) => `${a.kind}:${a.outcome}`)).toEqual([

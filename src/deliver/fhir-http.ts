@@ -52,24 +52,54 @@ export type HttpExchange =
 export class HttpTransport {
   readonly #http: http.Agent;
   readonly #https: https.Agent;
+  /** For the one resend after a stale keep-alive socket (see `exchange`): always a new connection. */
+  readonly #httpFresh: http.Agent;
+  readonly #httpsFresh: https.Agent;
 
   constructor(tls: FhirTlsOptions = {}) {
-    this.#http = new http.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS });
-    this.#https = new https.Agent({
-      keepAlive: true,
-      maxSockets: MAX_SOCKETS,
+    const tlsOptions = {
       ...(tls.ca ? { ca: tls.ca } : {}),
       ...(tls.cert ? { cert: tls.cert } : {}),
       ...(tls.key ? { key: tls.key } : {}),
       ...(tls.servername ? { servername: tls.servername } : {}),
       rejectUnauthorized: tls.rejectUnauthorized ?? true,
-    });
+    };
+    this.#http = new http.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS });
+    this.#https = new https.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS, ...tlsOptions });
+    this.#httpFresh = new http.Agent({ keepAlive: false, maxSockets: MAX_SOCKETS });
+    this.#httpsFresh = new https.Agent({ keepAlive: false, maxSockets: MAX_SOCKETS, ...tlsOptions });
   }
 
-  /** Runs one exchange. Never throws: every transport problem is a `failed` result. */
-  exchange(spec: HttpRequestSpec): Promise<HttpExchange> {
+  /**
+   * Runs one exchange. Never throws: every transport problem is a `failed` result.
+   *
+   * A server may close an idle keep-alive connection at any time (RFC 9112 §9.6) — Node's own server after 5 s —
+   * and the close can cross a request the client just wrote on it: the request then fails with ECONNRESET (or
+   * EPIPE) before any answer, although the server never read it. Node's agent retires idle sockets a second
+   * before the server's announced `Keep-Alive: timeout`, but a busy event loop can still lose that race. So,
+   * as RFC 9110 §9.2.2 allows, an idempotent request (GET, PUT, or a conditional create: POST with
+   * If-None-Exist, which finds the first one if it was applied) that failed that way on a REUSED socket, with
+   * no byte of an answer, is sent once more on a new connection within the same deadline. Anything else —
+   * a fresh connection, another error, a plain POST — is answered as it failed (the caller decides, e.g.
+   * ambiguous → read-back).
+   */
+  async exchange(spec: HttpRequestSpec): Promise<HttpExchange> {
+    const first = await this.#exchangeOnce(spec, spec.timeoutMs);
+    if (!first.staleSocket || !idempotent(spec) || spec.signal?.aborted || first.ms >= spec.timeoutMs)
+      return first.exchange;
+    const again = await this.#exchangeOnce(spec, spec.timeoutMs - first.ms, true);
+    return { ...again.exchange, ms: first.ms + again.exchange.ms };
+  }
+
+  #exchangeOnce(
+    spec: HttpRequestSpec,
+    timeoutMs: number,
+    fresh = false,
+  ): Promise<{ exchange: HttpExchange; staleSocket: boolean; ms: number }> {
     const t0 = performance.now();
     const elapsed = () => Math.round(performance.now() - t0);
+    let reused = false;
+    let answered = false;
     return new Promise<HttpExchange>((resolve) => {
       let connected = false;
       let written = false;
@@ -103,7 +133,7 @@ export class HttpTransport {
       try {
         req = (isHttps ? https : http).request(spec.url, {
           method: spec.method,
-          agent: isHttps ? this.#https : this.#http,
+          agent: isHttps ? (fresh ? this.#httpsFresh : this.#https) : fresh ? this.#httpFresh : this.#http,
           headers: { ...spec.headers, ...(body ? { 'content-length': String(body.length) } : {}) },
         });
       } catch (e) {
@@ -111,16 +141,18 @@ export class HttpTransport {
         return;
       }
       const r = req;
-      timer = setTimeout(() => r.destroy(codeError('ETIMEDOUT')), spec.timeoutMs);
+      timer = setTimeout(() => r.destroy(codeError('ETIMEDOUT')), timeoutMs);
       if (spec.signal?.aborted) onAbort();
       spec.signal?.addEventListener('abort', onAbort, { once: true });
       req.on('socket', (socket) => {
+        reused = r.reusedSocket;
         if (r.reusedSocket || !socket.connecting) connected = true;
         else socket.once(isHttps ? 'secureConnect' : 'connect', () => (connected = true));
       });
       req.on('finish', () => (written = true));
       req.on('error', fail);
       req.on('response', (res) => {
+        answered = true;
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (c: Buffer) => {
@@ -141,14 +173,27 @@ export class HttpTransport {
         );
       });
       req.end(body);
-    });
+    }).then((exchange) => ({
+      exchange,
+      staleSocket:
+        exchange.kind === 'failed' &&
+        reused &&
+        !answered &&
+        (exchange.errorCode === 'ECONNRESET' || exchange.errorCode === 'EPIPE'),
+      ms: exchange.ms,
+    }));
   }
 
   /** Closes idle and active sockets. */
   close(): void {
-    this.#http.destroy();
-    this.#https.destroy();
+    for (const agent of [this.#http, this.#https, this.#httpFresh, this.#httpsFresh]) agent.destroy();
   }
+}
+
+/** Safe to send twice: the second finds what the first did (RFC 9110 §9.2.2; FHIR conditional create). */
+function idempotent(spec: HttpRequestSpec): boolean {
+  if (spec.method === 'GET' || spec.method === 'PUT') return true;
+  return Object.keys(spec.headers).some((h) => h.toLowerCase() === 'if-none-exist');
 }
 
 function codeError(code: string): Error {
