@@ -1,3 +1,5 @@
+import { type AnyNode, parse as momoaParse } from '@humanwhocodes/momoa';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ScribeError } from '../errors.ts';
 import { formatPath, parseStrictJson } from './json.ts';
@@ -29,6 +31,66 @@ describe('parseStrictJson', () => {
     expect(fail('{"a": 1,}').where).toMatch(/^x\.json:1:\d+$/);
     expect(fail('{"a": "\\ud800"}').code).toBe('ENVELOPE_JSON');
     expect(fail('{"a": /* c */ 1}').code).toBe('ENVELOPE_JSON');
+  });
+
+  it('finds a duplicate member or lone surrogate wherever it hides (escapes, colons and quotes in strings)', () => {
+    const tricky = fc.constantFrom(
+      'a',
+      'b',
+      'a\\"',
+      ':',
+      '\\":',
+      '\\\\',
+      '\\u0061',
+      ' : ',
+      '\\ud800',
+      '\\ud83d\\ude00',
+    );
+    const name = fc.array(tricky, { minLength: 1, maxLength: 3 }).map((p) => `"${p.join('')}"`);
+    const json: fc.Arbitrary<string> = fc.letrec<{ v: string }>((tie) => ({
+      v: fc.oneof(
+        { depthSize: 'small' },
+        name,
+        fc.integer().map(String),
+        fc.array(tie('v'), { maxLength: 3 }).map((xs) => `[${xs.join(', ')}]`),
+        fc
+          .array(fc.tuple(name, tie('v')), { maxLength: 4 })
+          .map((ms) => `{${ms.map(([k, v]) => `${k} :\n ${v}`).join(',')}}`),
+      ),
+    })).v;
+    fc.assert(
+      fc.property(json, (text) => {
+        // The verdict from momoa's tree alone (what every text was checked with before the JSON.parse fast path).
+        const strings: string[] = [];
+        let duplicate = false;
+        const walk = (n: AnyNode): void => {
+          if (n.type === 'Object') {
+            const seen = new Set<string>();
+            for (const m of n.members) {
+              const k = m.name.type === 'String' ? m.name.value : m.name.name;
+              if (seen.has(k)) duplicate = true;
+              seen.add(k);
+              strings.push(k);
+              walk(m.value);
+            }
+          } else if (n.type === 'Array') for (const e of n.elements) walk(e.value);
+          else if (n.type === 'String') strings.push(n.value);
+        };
+        walk(momoaParse(text, { mode: 'json' }).body);
+        const surrogate = strings.some((x) => !x.isWellFormed());
+        let got: string | undefined;
+        try {
+          expect(parseStrictJson(text).value).toEqual(JSON.parse(text));
+        } catch (e) {
+          got = (e as ScribeError).code;
+        }
+        if (!duplicate && !surrogate) expect(got).toBeUndefined();
+        else expect(got === 'ENVELOPE_DUPLICATE_MEMBER' || got === 'ENVELOPE_JSON').toBe(true);
+        if (duplicate && !surrogate) expect(got).toBe('ENVELOPE_DUPLICATE_MEMBER');
+        if (surrogate && !duplicate) expect(got).toBe('ENVELOPE_JSON');
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('formats odd member names safely', () => {

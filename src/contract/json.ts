@@ -5,6 +5,12 @@
  * The syntax tree comes from @humanwhocodes/momoa (the parser behind ESLint's JSON support), because
  * `JSON.parse` silently keeps the last of two duplicate members, which would let the parser and the
  * canonicaliser disagree about what was signed.
+ *
+ * Building that tree costs ~10× `JSON.parse`, so a document is first read with `JSON.parse` and accepted
+ * without the tree when it provably has neither problem: every string (member names included) is well formed,
+ * and the number of members the text declares equals the number the parsed value holds (a duplicate makes the
+ * value smaller). Anything else — a syntax error, a mismatch, a lone surrogate — takes the momoa path, which
+ * produces the located error exactly as before. Locations for later (schema) errors build the tree on demand.
  */
 import { type AnyNode, type DocumentNode, parse as momoaParse } from '@humanwhocodes/momoa';
 import { type ErrorCode, ScribeError } from '../errors.ts';
@@ -53,7 +59,75 @@ export function decodeUtf8(bytes: Uint8Array, what: string, code: ErrorCode = 'E
 
 /** Parses JSON text strictly (see module doc). Throws ScribeError with a location on any violation. */
 export function parseStrictJson(text: string, opts: StrictJsonOptions = {}): StrictJson {
-  const at = (line: number, column: number) => `${opts.source ? `${opts.source}:` : ''}${line}:${column}`;
+  const fast = parseUnique(text);
+  if (fast === undefined) return parseWithTree(text, opts);
+  const at = locationFormat(opts);
+  let doc: DocumentNode | undefined;
+  return {
+    value: fast,
+    locate(path) {
+      // The text parsed without error above, so momoa (a conforming RFC 8259 parser) reads it too.
+      doc ??= momoaParse(text, { mode: 'json' });
+      const node = find(doc.body, path);
+      return at(node.loc.start.line, node.loc.start.column);
+    },
+  };
+}
+
+const locationFormat =
+  (opts: StrictJsonOptions) =>
+  (line: number, column: number): string =>
+    `${opts.source ? `${opts.source}:` : ''}${line}:${column}`;
+
+/** Every string token of JSON text; group 1 is set when the string is a member name (a `:` follows). */
+const STRING_TOKEN = /"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?/g;
+
+/**
+ * `JSON.parse(text)` when the text is valid JSON with no duplicate member and no unpaired surrogate; otherwise
+ * undefined (the caller then finds and reports the problem with its location).
+ */
+function parseUnique(text: string): JsonValue | undefined {
+  let value: JsonValue;
+  try {
+    value = JSON.parse(text) as JsonValue;
+  } catch {
+    return undefined;
+  }
+  // Members declared in the text. The text is valid JSON, so scanning from string token to string token never
+  // starts inside a string, and a string followed by `:` is always a member name.
+  let declared = 0;
+  STRING_TOKEN.lastIndex = 0;
+  for (let m = STRING_TOKEN.exec(text); m !== null; m = STRING_TOKEN.exec(text))
+    if (m[1] !== undefined) declared++;
+  const held = countMembers(value);
+  return held === declared ? value : undefined;
+}
+
+/** Members held by a parsed value, or -1 when a string or member name is not well-formed UTF-16. */
+function countMembers(v: JsonValue): number {
+  if (typeof v === 'string') return v.isWellFormed() ? 0 : -1;
+  if (v === null || typeof v !== 'object') return 0;
+  let n = 0;
+  if (Array.isArray(v)) {
+    for (const x of v) {
+      const c = countMembers(x);
+      if (c < 0) return -1;
+      n += c;
+    }
+    return n;
+  }
+  for (const k in v) {
+    if (!k.isWellFormed()) return -1;
+    const c = countMembers(v[k]!);
+    if (c < 0) return -1;
+    n += c + 1;
+  }
+  return n;
+}
+
+/** The full strict read with momoa's tree: every problem is found and reported with its location. */
+function parseWithTree(text: string, opts: StrictJsonOptions): StrictJson {
+  const at = locationFormat(opts);
   let doc: DocumentNode;
   try {
     doc = momoaParse(text, { mode: 'json' });
