@@ -22,6 +22,7 @@ import { lifecycleMode, type Rendering, render } from '../map/engine.ts';
 import type { MappingRegistry } from '../map/registry.ts';
 import type { Conformance } from '../validate/conformance.ts';
 import { GroupCommit } from './group-commit.ts';
+import { renderedValues } from './senders.ts';
 
 export interface IntakeDeps {
   readonly config: Config;
@@ -34,6 +35,8 @@ export interface IntakeDeps {
   readonly onRecorded?: () => void;
   /** Transactions in flight at once for group commit (default 1; 2 suits PostgreSQL). */
   readonly commitsInFlight?: number;
+  /** Envelopes verified and rendered at once (default 4); the others wait, first come first served, as bytes. */
+  readonly verifyingAtOnce?: number;
 }
 
 /** The identifiers a destination receives, for the trace: FHIR identifiers, or MDM's TXA-12.1 and MSH-10. */
@@ -129,10 +132,18 @@ export class Intake {
   readonly #keys: TenantKeys;
   /** Concurrent ingests share one ledger transaction (see group-commit.ts); each resolves after its commit. */
   readonly #commits: GroupCommit<RevisionInput, RecordResult>;
+  /**
+   * Verification and rendering are CPU work with a few awaits (keys, artifact fetches). Started all at once, a
+   * backlog of posts would each hold its fetched and parsed HealthScribe files (~0.5 MB of bytes, several MB
+   * parsed) while they share the CPU — peak memory grows with the backlog and every note finishes late. A few at
+   * a time keeps the awaits overlapped and the rest waiting as their request bytes.
+   */
+  readonly #slots: { free: number; readonly waiting: (() => void)[] };
 
   constructor(deps: IntakeDeps) {
     this.#d = deps;
     this.#keys = new TenantKeys(deps.config);
+    this.#slots = { free: Math.max(1, deps.verifyingAtOnce ?? 4), waiting: [] };
     const recorded = <T>(r: T): T => {
       try {
         deps.onRecorded?.();
@@ -158,6 +169,7 @@ export class Intake {
     let tenant: string | undefined;
     let note: VerifiedNote;
     let renderings: RenderingInput[];
+    await this.#slot();
     try {
       const read = readEnvelope(bytes);
       tenant = read.envelope.tenant;
@@ -170,10 +182,27 @@ export class Intake {
       note = await verifyEnvelope(read, { keys, ...this.#artifactDeps() });
       renderings = await this.#renderAll(note);
     } catch (e) {
+      this.#release();
       await this.#auditRefusal(e, bytes, source, tenant);
       throw e;
     }
+    this.#release();
     return this.#commits.submit(revisionInput(note, source, renderings));
+  }
+
+  #slot(): Promise<void> | undefined {
+    if (this.#slots.free > 0) {
+      this.#slots.free--;
+      return undefined;
+    }
+    return new Promise((resolve) => this.#slots.waiting.push(resolve));
+  }
+
+  /** Hands the slot to the longest-waiting envelope, or frees it. */
+  #release(): void {
+    const next = this.#slots.waiting.shift();
+    if (next) next();
+    else this.#slots.free++;
   }
 
   /**
@@ -212,6 +241,7 @@ export class Intake {
         prior ??= await this.#prior(note);
       const r = render(mapping, { note, ...(prior ? { prior } : {}), options: renderOptions(dest) });
       this.#d.conformance.check(r);
+      if (dest.type === 'fhir' && r.format === 'fhir') renderedValues.put(r.sha256, r.value);
       out.push({
         destination: dest.id,
         mapping: r.mapping,

@@ -28,10 +28,46 @@ export interface Sender {
   close(): Promise<void>;
 }
 
+/**
+ * FHIR values rendered at intake in this process, handed to the FHIR sender so a delivery claimed soon after its
+ * intake is not parsed again from the recorded bytes (~2.5 ms of event-loop time for a typical 280 KB Bundle).
+ * Keyed by the payload's sha256 — the value serialises to exactly those bytes, and neither the sender nor the
+ * FHIR client mutates it (reference resolution works on a copy). Bounded (oldest out first, ~0.5 MB each); a
+ * value is taken once; a miss (another process, a retry, an eviction) parses the recorded bytes as before.
+ */
+export class RenderedValues {
+  readonly #values = new Map<string, unknown>();
+  readonly #max: number;
+
+  constructor(max = 32) {
+    this.#max = max;
+  }
+
+  put(payloadSha256: string, value: unknown): void {
+    this.#values.delete(payloadSha256);
+    this.#values.set(payloadSha256, value);
+    if (this.#values.size > this.#max) this.#values.delete(this.#values.keys().next().value!);
+  }
+
+  take(payloadSha256: string): unknown {
+    const v = this.#values.get(payloadSha256);
+    this.#values.delete(payloadSha256);
+    return v;
+  }
+
+  get size(): number {
+    return this.#values.size;
+  }
+}
+
+/** The process's hand-over from intake (src/service/intake.ts) to the FHIR senders. */
+export const renderedValues = new RenderedValues();
+
 /** The Rendering a destination adapter expects, from what the ledger recorded. */
-function renderingOf(d: ClaimedDelivery): Rendering {
+export function renderingOf(d: ClaimedDelivery, values: RenderedValues = renderedValues): Rendering {
   const r = d.rendering;
   const fhir = r.contentType.includes('fhir');
+  const kept = fhir ? values.take(r.payloadSha256) : undefined;
   return {
     mapping: r.mapping,
     mode: d.status === 'entered-in-error' ? 'retraction' : d.revision > 1 ? 'amendment' : 'new',
@@ -39,7 +75,7 @@ function renderingOf(d: ClaimedDelivery): Rendering {
     contentType: r.contentType,
     body: r.payload,
     sha256: r.payloadSha256,
-    value: fhir ? JSON.parse(r.payload) : r.payload,
+    value: fhir ? (kept ?? JSON.parse(r.payload)) : r.payload,
     ...(r.writeRequest ? { request: r.writeRequest as Rendering['request'] & object } : {}),
   };
 }
