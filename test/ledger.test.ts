@@ -4,11 +4,10 @@
  * Names (notes, destinations) are unique per test, so tests share one database without resets.
  */
 import { spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ScribeError } from '../src/errors.ts';
 import { auditHash, GENESIS_HASH, readAudit } from '../src/ledger/audit.ts';
@@ -18,56 +17,16 @@ import { LOCK_FILE } from '../src/ledger/dir-lock.ts';
 import { Ledger } from '../src/ledger/ledger.ts';
 import { loadMigrations, migrate } from '../src/ledger/migrate.ts';
 import { placeRevision } from '../src/ledger/revisions.ts';
-import type { AttemptResult, RevisionInput } from '../src/ledger/types.ts';
+import type { AttemptResult } from '../src/ledger/types.ts';
+import { PG_BASE, pgAdmin, revisionFixture, sha } from './support/ledger-inputs.ts';
 
-const PG_BASE = 'postgres://postgres@127.0.0.1:5432';
 const HOLD_SECONDS = 600;
 const T0 = new Date('2030-01-01T00:00:00.000Z');
 
-const sha = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
 let unique = 0;
 const name = (prefix: string) => `${prefix}-${++unique}-${randomBytes(3).toString('hex')}`;
 
-function input(
-  noteId: string,
-  revision: number,
-  destinations: readonly string[],
-  o: { status?: RevisionInput['status']; content?: string; tenant?: string } = {},
-): RevisionInput {
-  const status = o.status ?? (revision === 1 ? 'final' : 'amended');
-  return {
-    tenant: o.tenant ?? 't1',
-    noteId,
-    revision,
-    status,
-    replaces: revision === 1 ? null : revision - 1,
-    contentSha256: sha(`${noteId}/${revision}/${o.content ?? 'v'}`),
-    envelope: { kind: 'signed-note', noteId, revision, status },
-    signature: {
-      kid: 'k1',
-      alg: 'ES256',
-      thumbprint: 'tp',
-      signedAt: '2029-12-31T23:00:00Z',
-      verified: true,
-    },
-    artifacts: [
-      { name: 'transcript', source: 'uri', uri: 's3://b/t.json', sha256: sha('t'), hashSigned: true },
-    ],
-    source: 'http',
-    renderings: destinations.map((destination) => {
-      const payload = `payload ${noteId} r${revision} ${destination}`;
-      return {
-        destination,
-        mapping: { id: 'us-core-docref', version: '1.0.0', digest: sha('m') },
-        contentType: 'application/fhir+json',
-        payload,
-        payloadSha256: sha(payload),
-        writeRequest: { method: 'PUT', url: `DocumentReference/${noteId}-${revision}` },
-        identifiers: [{ system: 'urn:test', value: `${noteId}-${revision}` }],
-      };
-    }),
-  };
-}
+const input = revisionFixture;
 
 const ok = (outcome: AttemptResult['outcome'], extra: Partial<AttemptResult> = {}): AttemptResult => ({
   outcome,
@@ -94,7 +53,7 @@ describe.each(['pglite', 'postgres'] as const)('ledger on %s', (kind) => {
       url = `pglite://${dir}`;
     } else {
       dbName = `sb_test_${randomBytes(6).toString('hex')}`;
-      await admin(`create database ${dbName}`);
+      await pgAdmin(`create database ${dbName}`);
       url = `${PG_BASE}/${dbName}`;
     }
     db = await openLedger(url);
@@ -105,7 +64,7 @@ describe.each(['pglite', 'postgres'] as const)('ledger on %s', (kind) => {
   afterAll(async () => {
     await db?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
-    if (dbName) await admin(`drop database if exists ${dbName} with (force)`);
+    if (dbName) await pgAdmin(`drop database if exists ${dbName} with (force)`);
   });
 
   it('migrations are idempotent and checksummed', async () => {
@@ -557,6 +516,30 @@ describe.each(['pglite', 'postgres'] as const)('ledger on %s', (kind) => {
     expect(await actions(a)).toEqual(['revision.accepted', 'delivery.delivered']);
   });
 
+  it('shares a saturated destination: a round claims only a fair share while another worker waits', async () => {
+    now = T0;
+    const dest = name('d');
+    for (let i = 0; i < 12; i++) await ledger.recordRevision(input(name('fair'), 1, [dest]));
+    // alone, a worker fills every slot
+    const first = await ledger.claimDue(dest, claim('w1', { limit: 4, concurrency: 4 }));
+    expect(first).toHaveLength(4);
+    // w2 finds the slots full, and is now seen waiting
+    expect(await ledger.claimDue(dest, claim('w2', { limit: 4, concurrency: 4 }))).toEqual([]);
+    // w1 records its round and claims the next in one transaction: half the slots, not all it just freed
+    const round = await ledger.recordAttemptsAndClaim(
+      first.map((c) => ({ deliveryId: c.id, owner: 'w1', result: ok('delivered') })),
+      dest,
+      claim('w1', { limit: 4, concurrency: 4 }),
+    );
+    expect(round.claimed).toHaveLength(2);
+    expect(await ledger.claimDue(dest, claim('w2', { limit: 4, concurrency: 4 }))).toHaveLength(2);
+    // once w2 has not claimed for a while (and holds nothing), w1 may fill the limit again
+    const later = new Date(T0.getTime() + 120_000);
+    expect(await ledger.claimDue(dest, claim('w1', { limit: 4, concurrency: 4, now: later }))).toHaveLength(
+      4,
+    );
+  });
+
   it('accepts a result only from the lease holder', async () => {
     now = T0;
     const dest = name('d');
@@ -644,20 +627,32 @@ describe.each(['pglite', 'postgres'] as const)('ledger on %s', (kind) => {
 
   only('postgres', it)('migrates once when several processes start together', async () => {
     const fresh = `sb_test_${randomBytes(6).toString('hex')}`;
-    await admin(`create database ${fresh}`);
+    await pgAdmin(`create database ${fresh}`);
     const dbs = await Promise.all([1, 2, 3, 4].map(() => openLedger(`${PG_BASE}/${fresh}`)));
     try {
       const results = await Promise.all(dbs.map((d) => migrate(d)));
       expect(results.map((r) => r.applied.length).sort()).toEqual([0, 0, 0, loadMigrations().length]);
     } finally {
       await Promise.all(dbs.map((d) => d.close()));
-      await admin(`drop database if exists ${fresh} with (force)`);
+      await pgAdmin(`drop database if exists ${fresh} with (force)`);
     }
   });
 
   it('refuses store URLs it cannot open', async () => {
     await expect(openLedger('pglite://relative/dir')).rejects.toThrow(/pglite:\/\/memory/);
     await expect(openLedger('mysql://x@y/z')).rejects.toThrow(/not one scribe-bridge can open/);
+  });
+
+  it("opens PGlite with its small buffer cache, keeping PGlite's own start parameters", async () => {
+    const mem = await openLedger('pglite://memory');
+    try {
+      const [row] = await mem.query<{ shared_buffers: string; search_path: string }>(
+        "select current_setting('shared_buffers') as shared_buffers, current_setting('search_path') as search_path",
+      );
+      expect(row).toEqual({ shared_buffers: '16MB', search_path: 'public' });
+    } finally {
+      await mem.close();
+    }
   });
 
   only('postgres', it)('reports an unreachable PostgreSQL as retryable', async () => {
@@ -711,13 +706,3 @@ describe.each(['pglite', 'postgres'] as const)('ledger on %s', (kind) => {
     return rows.map((r) => r.action);
   }
 });
-
-async function admin(sql: string): Promise<void> {
-  const c = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
