@@ -103,7 +103,9 @@ describe('PHI canary over the service', () => {
     // FHIR faults, taken in order by the POSTs: 422 rejection, two 503s, an answer lost after the write, a 429.
     fhir.fault({ kind: 'status', status: 422, issueCode: 'business-rule', match: { method: 'POST' } });
     fhir.fault({ kind: 'status', status: 503, times: 2, match: { method: 'POST' } });
-    fhir.fault({ kind: 'drop', after: 'process', match: { method: 'POST' } });
+    // The answer lost: the write is held past the destination's 2 s timeout (a reset connection would not do
+    // here — the client resends a conditional create reset on a reused keep-alive socket, fhir-http.ts).
+    fhir.fault({ kind: 'delay', ms: 3_000, match: { method: 'POST' } });
     fhir.fault({ kind: 'status', status: 429, retryAfter: '1', match: { method: 'POST' } });
 
     const good = await Promise.all(
