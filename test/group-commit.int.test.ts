@@ -157,7 +157,14 @@ destinations:
       return batch(inputs);
     };
 
-    const intake = new Intake({ config, ledger, mappings: new MappingRegistry(), conformance });
+    // Every caller verifies at once (the intake's own limit would let the batch go before the last one rendered).
+    const intake = new Intake({
+      config,
+      ledger,
+      mappings: new MappingRegistry(),
+      conformance,
+      verifyingAtOnce: bodies.length,
+    });
     const results: RecordResult[] = await Promise.all(
       bodies.map((b) => intake.ingest(new TextEncoder().encode(b), 'sqs')),
     );
