@@ -4,11 +4,10 @@
  * item (one bad item fails only its caller), and duplicates and conflicts are still detected when both
  * messages of one note sit in the same batch. Real ledger (PGlite), real verification and rendering.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config/index.ts';
 import type { JsonValue } from '../src/contract/json.ts';
 import { Ledger } from '../src/ledger/ledger.ts';
 import type { RecordResult, RevisionInput } from '../src/ledger/types.ts';
@@ -16,10 +15,9 @@ import { MappingRegistry } from '../src/map/registry.ts';
 import { GroupCommit } from '../src/service/group-commit.ts';
 import { Intake } from '../src/service/intake.ts';
 import type { Conformance } from '../src/validate/conformance.ts';
-import { queueableFixture } from './support/notes.ts';
+import { fileDropConfig, queueableFixture } from './support/notes.ts';
 import { testConformance } from './support/profiles.ts';
 
-const fixtures = new URL('../fixtures/', import.meta.url).pathname;
 
 describe('GroupCommit', () => {
   it('batches callers that arrive while a commit runs, and answers each only after its commit', async () => {
@@ -98,21 +96,7 @@ describe('Intake group commit (PGlite)', () => {
   });
 
   it('detects a duplicate and a conflict of one note within one batch, and answers each caller its own outcome', async () => {
-    writeFileSync(
-      join(dir, 'config.yaml'),
-      `store: pglite://./data
-tenants:
-  - id: riverside-clinic
-    reviewKeys: ${fixtures}keys/riverside-clinic.jwks.json
-    destinations: [ehr]
-destinations:
-  - id: ehr
-    type: file
-    directory: ./out
-    mapping: us-core-docref
-`,
-    );
-    const config = await loadConfig(join(dir, 'config.yaml'), {});
+    const config = await fileDropConfig(dir);
     ledger = await Ledger.open('pglite://memory');
     const noteId = (id: string) => (e: { [k: string]: JsonValue }) => {
       e['noteId'] = id;

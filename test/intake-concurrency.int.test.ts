@@ -2,21 +2,19 @@
  * Intake verifies and renders a few envelopes at a time (IntakeDeps.verifyingAtOnce), first come first served,
  * and a refused envelope gives its turn back. Real ledger (PGlite in memory), real verification and rendering.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config/index.ts';
 import type { JsonValue } from '../src/contract/json.ts';
 import type { ScribeError } from '../src/errors.ts';
 import { Ledger } from '../src/ledger/ledger.ts';
 import { MappingRegistry } from '../src/map/registry.ts';
 import { Intake } from '../src/service/intake.ts';
 import type { Conformance } from '../src/validate/conformance.ts';
-import { queueableFixture } from './support/notes.ts';
+import { fileDropConfig, queueableFixture } from './support/notes.ts';
 import { testConformance } from './support/profiles.ts';
 
-const fixtures = new URL('../fixtures/', import.meta.url).pathname;
 
 describe('Intake concurrency', () => {
   let dir: string;
@@ -34,21 +32,7 @@ describe('Intake concurrency', () => {
   });
 
   it('renders at most verifyingAtOnce envelopes at once, admitted in arrival order, and a refusal frees its turn', async () => {
-    writeFileSync(
-      join(dir, 'config.yaml'),
-      `store: pglite://./data
-tenants:
-  - id: riverside-clinic
-    reviewKeys: ${fixtures}keys/riverside-clinic.jwks.json
-    destinations: [ehr]
-destinations:
-  - id: ehr
-    type: file
-    directory: ./out
-    mapping: us-core-docref
-`,
-    );
-    const config = await loadConfig(join(dir, 'config.yaml'), {});
+    const config = await fileDropConfig(dir);
     ledger = await Ledger.open('pglite://memory');
     const ids = ['cc-1', 'cc-2', 'cc-3', 'cc-4', 'cc-5', 'cc-6'];
     const bodies = await Promise.all(

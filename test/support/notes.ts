@@ -2,7 +2,10 @@
  * Builds small, internally consistent HealthScribe files and signed envelopes in memory, with keys made
  * for the test run. For tests that need a specific shape; the checked-in fixtures cover realistic notes.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import { type Config, loadConfig } from '../../src/config/index.ts';
 import { sha256Hex } from '../../src/contract/artifacts.ts';
 import type { JsonValue } from '../../src/contract/json.ts';
 import { canonicalJson, type Jwks, type SignatureAlg, signEnvelope } from '../../src/contract/signature.ts';
@@ -178,3 +181,24 @@ export const bytesOf = (v: unknown) => new TextEncoder().encode(JSON.stringify(v
 
 /** Fixture envelopes made queueable (artifacts inlined, re-signed with the fixture's TEST key): see src/demo. */
 export { queueableFixture } from '../../src/demo/fixtures.ts';
+
+/** A configuration with one tenant (riverside-clinic, its fixture keys) and one file-drop destination `ehr`
+ * (us-core-docref), written to `<dir>/config.yaml` and loaded as the service would. */
+export async function fileDropConfig(dir: string): Promise<Config> {
+  const keys = new URL('../../fixtures/keys/riverside-clinic.jwks.json', import.meta.url).pathname;
+  writeFileSync(
+    join(dir, 'config.yaml'),
+    `store: pglite://./data
+tenants:
+  - id: riverside-clinic
+    reviewKeys: ${keys}
+    destinations: [ehr]
+destinations:
+  - id: ehr
+    type: file
+    directory: ./out
+    mapping: us-core-docref
+`,
+  );
+  return loadConfig(join(dir, 'config.yaml'), {});
+}

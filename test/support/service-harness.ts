@@ -20,6 +20,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import { buildApp } from 'fauxqs';
 import pg from 'pg';
+import { expect } from 'vitest';
 import { hashToken } from '../../src/config/index.ts';
 import type { JsonValue } from '../../src/contract/json.ts';
 import type { FhirTestServer } from './fhir-server.ts';
@@ -139,6 +140,8 @@ export async function startQueue(name = 'signed-notes'): Promise<Queue> {
     },
   };
 }
+
+export type Database = Awaited<ReturnType<typeof freshDatabase>>;
 
 /** A fresh, uniquely named PostgreSQL database on 127.0.0.1:5432, dropped by `drop()`. */
 export async function freshDatabase(
@@ -360,4 +363,37 @@ export function mllpByDocument(
     out.set(doc, e);
   }
   return out;
+}
+
+/** Attempts at a destination whose answer was lost (ambiguous, or the lease ran out mid-send). */
+export async function lostAnswers(db: Pick<Database, 'query'>, destination: string): Promise<number> {
+  const r = await db.query<{ n: number }>(
+    `select count(*)::int as n from delivery_attempts a join deliveries d on d.id = a.delivery_id
+     where d.destination = $1 and a.outcome in ('ambiguous', 'lease-expired')`,
+    [destination],
+  );
+  return r.rows[0]!.n;
+}
+
+/**
+ * FHIR exactly once by conditional create: one If-None-Exist POST per (note, revision), plus at most one resend
+ * (the same conditional POST, which writes nothing when the first landed) per lost answer the ledger recorded;
+ * no PUT; exactly one DocumentReference per expected identifier value.
+ */
+export async function expectFhirCreatedOnce(
+  fhir: FhirTestServer,
+  db: Pick<Database, 'query'>,
+  expected: readonly string[],
+): Promise<void> {
+  const counts = await fhirCounts(fhir);
+  const creates = fhir.requests.filter(
+    (r) => r.method === 'POST' && r.path === 'DocumentReference' && r.ifNoneExist?.startsWith('identifier='),
+  ).length;
+  expect(creates).toBeGreaterThanOrEqual(expected.length);
+  expect(creates - expected.length).toBeLessThanOrEqual(await lostAnswers(db, 'ehr-fhir'));
+  expect(fhir.count('POST', 'DocumentReference')).toBe(creates);
+  expect(fhir.count('PUT', 'DocumentReference')).toBe(0);
+  expect(counts.size).toBe(expected.length);
+  expect([...counts.keys()].sort()).toEqual([...expected].sort());
+  expect([...counts.entries()].filter(([, n]) => n !== 1)).toEqual([]);
 }
