@@ -18,7 +18,6 @@ import type { Conformance } from '../src/validate/conformance.ts';
 import { fileDropConfig, queueableFixture } from './support/notes.ts';
 import { testConformance } from './support/profiles.ts';
 
-
 describe('GroupCommit', () => {
   it('batches callers that arrive while a commit runs, and answers each only after its commit', async () => {
     const batches: number[][] = [];

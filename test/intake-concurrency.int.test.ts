@@ -15,7 +15,6 @@ import type { Conformance } from '../src/validate/conformance.ts';
 import { fileDropConfig, queueableFixture } from './support/notes.ts';
 import { testConformance } from './support/profiles.ts';
 
-
 describe('Intake concurrency', () => {
   let dir: string;
   let ledger: Ledger | undefined;
