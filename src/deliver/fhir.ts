@@ -32,7 +32,7 @@ import {
   refKey,
   withResolvedReferences,
 } from './fhir-references.ts';
-import { planWrite, readBackTarget, searchPath } from './fhir-request.ts';
+import { planWrite, readBackTarget, searchPath, type WritePlan } from './fhir-request.ts';
 import type {
   FhirDestinationConfig,
   FhirDestinationDeps,
@@ -54,6 +54,11 @@ const FHIR_JSON = 'application/fhir+json';
 export interface SendOptions {
   /** Cancels the exchange (e.g. at shutdown); cancelled after writing is `ambiguous`, as any lost answer. */
   readonly signal?: AbortSignal;
+  /**
+   * The request planned at intake (`planWrite` of the same rendering and write mode, recorded in the ledger), so
+   * the rendered value is not parsed again to decide it. Without it, the request is planned here.
+   */
+  readonly plan?: WritePlan;
 }
 
 /** The outcome of one authenticated exchange. */
@@ -122,7 +127,7 @@ export class FhirDestination {
   /** Writes one rendering. See the file comment for the contract. */
   async send(rendering: Rendering, opts: SendOptions = {}): Promise<FhirResult> {
     const t0 = performance.now();
-    const plan = planWrite(rendering, this.#config.write ?? 'conditional-create');
+    const plan = opts.plan ?? planWrite(rendering, this.#config.write ?? 'conditional-create');
     let sentBody = rendering.body;
     let sentSha256 = rendering.sha256;
     const finish = (v: Verdict): FhirResult => {

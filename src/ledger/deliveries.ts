@@ -15,6 +15,7 @@ import type {
   DeliveryState,
   DestinationIdentifier,
   ExpiredLease,
+  WritePlan,
 } from './types.ts';
 
 /** Namespace of the per-destination claim lock (pg_advisory_xact_lock(int, int)); "SB". */
@@ -42,6 +43,7 @@ interface ClaimRow {
   payload: string;
   payload_sha256: string;
   write_request: { method: string; url: string; ifNoneExist?: string } | null;
+  write_plan: WritePlan | null;
   identifiers: DestinationIdentifier[];
 }
 
@@ -87,7 +89,7 @@ export async function claimDue(
      where x.id = due.id and r.id = x.rendering_id and v.id = x.revision_id
      returning x.id, x.tenant, x.note_id, x.revision, x.destination, x.attempts, x.lease_owner, x.lease_until,
        due.prior_state, v.status, v.received_at, r.id as rendering_id, r.mapping_id, r.mapping_version,
-       r.mapping_digest, r.content_type, r.payload, r.payload_sha256, r.write_request, r.identifiers`,
+       r.mapping_digest, r.content_type, r.payload, r.payload_sha256, r.write_request, r.write_plan, r.identifiers`,
     [destination, o.now, limit, o.concurrency ?? UNBOUNDED, o.owner, until],
   );
   return rows
@@ -111,6 +113,7 @@ export async function claimDue(
         payload: r.payload,
         payloadSha256: r.payload_sha256,
         writeRequest: r.write_request,
+        writePlan: r.write_plan,
         identifiers: r.identifiers,
       },
     }));

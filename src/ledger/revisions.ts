@@ -292,6 +292,7 @@ async function insertRevision(
     content_type: r.contentType,
     payload_sha256: r.payloadSha256,
     write_request: r.writeRequest ?? null,
+    write_plan: r.writePlan ?? null,
     identifiers: r.identifiers,
     state: p.states.get(r.destination),
   }));
@@ -326,13 +327,13 @@ async function insertRevision(
      x as (
        select * from jsonb_to_recordset($18::jsonb) as x(i int, destination text, mapping_id text,
          mapping_version text, mapping_digest text, content_type text, payload_sha256 text, write_request jsonb,
-         identifiers jsonb, state text)),
+         write_plan jsonb, identifiers jsonb, state text)),
      r as (
        insert into renderings (revision_id, destination, mapping_id, mapping_version, mapping_digest,
-         content_type, payload, payload_sha256, write_request, identifiers, created_at)
+         content_type, payload, payload_sha256, write_request, write_plan, identifiers, created_at)
        select v.id, x.destination, x.mapping_id, x.mapping_version, x.mapping_digest, x.content_type,
          (array[${payloads}]::text[])[x.i], x.payload_sha256, nullif(x.write_request, 'null'::jsonb),
-         x.identifiers, $17
+         nullif(x.write_plan, 'null'::jsonb), x.identifiers, $17
        from v, x
        returning id, revision_id, destination),
      d as (

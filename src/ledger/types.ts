@@ -47,7 +47,16 @@ export interface RenderingInput {
     readonly url: string;
     readonly ifNoneExist?: string;
   } | null;
+  /** For FHIR REST: the request planned at intake (see migration 004), exactly as it will be sent. */
+  readonly writePlan?: WritePlan | null;
   readonly identifiers: readonly DestinationIdentifier[];
+}
+
+/** A FHIR write decided at intake: method, path and If-None-Exist already percent-encoded. */
+export interface WritePlan {
+  readonly method: 'POST' | 'PUT';
+  readonly path: string;
+  readonly ifNoneExist?: string;
 }
 
 /** A verified signed revision and its renderings, to record in one transaction. */
@@ -149,6 +158,8 @@ export interface ClaimedDelivery {
       readonly url: string;
       readonly ifNoneExist?: string;
     } | null;
+    /** Null for MLLP/file destinations and for renderings recorded before migration 004. */
+    readonly writePlan?: WritePlan | null;
     readonly identifiers: readonly DestinationIdentifier[];
   };
 }

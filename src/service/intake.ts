@@ -13,6 +13,7 @@ import type { JobLocator, ObjectStore } from '../contract/artifacts.ts';
 import { readEnvelope } from '../contract/envelope.ts';
 import { type Jwks, parseJwks } from '../contract/signature.ts';
 import { type VerifiedNote, verifyEnvelope } from '../contract/verify.ts';
+import { planWrite } from '../deliver/fhir-request.ts';
 import { ScribeError } from '../errors.ts';
 import { auditVerificationFailure } from '../ledger/audit.ts';
 import type { Ledger } from '../ledger/ledger.ts';
@@ -22,7 +23,6 @@ import { lifecycleMode, type Rendering, render } from '../map/engine.ts';
 import type { MappingRegistry } from '../map/registry.ts';
 import type { Conformance } from '../validate/conformance.ts';
 import { GroupCommit } from './group-commit.ts';
-import { renderedValues } from './senders.ts';
 
 export interface IntakeDeps {
   readonly config: Config;
@@ -241,7 +241,6 @@ export class Intake {
         prior ??= await this.#prior(note);
       const r = render(mapping, { note, ...(prior ? { prior } : {}), options: renderOptions(dest) });
       this.#d.conformance.check(r);
-      if (dest.type === 'fhir' && r.format === 'fhir') renderedValues.put(r.sha256, r.value);
       out.push({
         destination: dest.id,
         mapping: r.mapping,
@@ -249,6 +248,8 @@ export class Intake {
         payload: r.body,
         payloadSha256: r.sha256,
         writeRequest: r.request ?? null,
+        // Decided now, while the value is in hand; the sender then sends the recorded bytes without parsing them.
+        writePlan: dest.type === 'fhir' ? plannedWrite(r, dest.write) : null,
         identifiers: identifiersOf(r),
       });
     }
@@ -276,5 +277,18 @@ export class Intake {
     }
     const keys = await this.#keys.get(e.tenant);
     return verifyEnvelope(JSON.stringify(raw), { keys, ...this.#artifactDeps() });
+  }
+}
+
+/**
+ * The FHIR request for a rendering, or null when it cannot be sent to a REST destination: that delivery then
+ * fails at send time with FHIR_UNSENDABLE (recorded as its attempt), as it did before plans were recorded.
+ */
+function plannedWrite(r: Rendering, write: 'conditional-create' | 'put') {
+  try {
+    return planWrite(r, write);
+  } catch (e) {
+    if (e instanceof ScribeError) return null;
+    throw e;
   }
 }

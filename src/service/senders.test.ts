@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { verifyEnvelope } from '../contract/verify.ts';
+import { planWrite } from '../deliver/fhir-request.ts';
 import type { ClaimedDelivery } from '../ledger/types.ts';
 import { render } from '../map/engine.ts';
 import { MappingRegistry } from '../map/registry.ts';
-import { RenderedValues, renderingOf } from './senders.ts';
+import { renderingOf } from './senders.ts';
 
 const fixtures = join(import.meta.dirname, '../../fixtures');
 
@@ -42,45 +43,47 @@ function claimed(r: ReturnType<typeof render>): ClaimedDelivery {
   };
 }
 
-describe('RenderedValues (intake → FHIR sender hand-over)', () => {
-  it('hands each value over once and keeps at most its bound, oldest out first', () => {
-    const v = new RenderedValues(2);
-    v.put('a', 1);
-    v.put('b', 2);
-    v.put('c', 3);
-    expect(v.size).toBe(2);
-    expect(v.take('a')).toBeUndefined();
-    expect(v.take('b')).toBe(2);
-    expect(v.take('b')).toBeUndefined();
-    expect(v.take('c')).toBe(3);
-    expect(v.size).toBe(0);
-  });
-
-  it('gives the sender the rendered value when kept, and the same value parsed from the recorded bytes otherwise', async () => {
+describe("renderingOf (the ledger's recorded rendering → a FHIR sender)", () => {
+  it('parses the recorded bytes only when the value is read, once, to exactly the rendered value', async () => {
     const note = await typicalNote();
     const registry = new MappingRegistry();
     for (const id of ['fhir-transaction', 'us-core-docref', 'fhir-document']) {
       const r = render(registry.get(id), { note });
-      const values = new RenderedValues();
-      values.put(r.sha256, r.value);
-      const kept = renderingOf(claimed(r), values);
-      expect(kept.value).toBe(r.value);
-      expect(values.size).toBe(0);
-      const parsed = renderingOf(claimed(r), values);
-      expect(parsed.value).not.toBe(r.value);
-      // The hand-over is only sound because the rendered value is exactly what its bytes parse to.
-      expect(parsed.value).toStrictEqual(r.value);
-      expect(JSON.stringify(kept.value)).toBe(r.body);
-      expect({ ...kept, value: null }).toEqual({ ...parsed, value: null });
+      const parse = vi.spyOn(JSON, 'parse');
+      try {
+        const recorded = renderingOf(claimed(r));
+        expect(recorded.body).toBe(r.body);
+        expect(recorded.sha256).toBe(r.sha256);
+        expect(parse).not.toHaveBeenCalled();
+        expect(recorded.value).toStrictEqual(r.value);
+        expect(recorded.value).toBe(recorded.value);
+        expect(parse).toHaveBeenCalledTimes(1);
+      } finally {
+        parse.mockRestore();
+      }
     }
   });
 
-  it('never hands over a value for a different payload', async () => {
+  it('plans the same request from the recorded bytes as intake planned from the rendered value', async () => {
     const note = await typicalNote();
-    const r = render(new MappingRegistry().get('us-core-docref'), { note });
-    const values = new RenderedValues();
-    values.put('0'.repeat(64), { resourceType: 'Other' });
-    expect(renderingOf(claimed(r), values).value).toStrictEqual(JSON.parse(r.body));
-    expect(values.size).toBe(1);
+    const registry = new MappingRegistry();
+    for (const id of ['fhir-transaction', 'us-core-docref', 'fhir-document']) {
+      const r = render(registry.get(id), { note });
+      for (const write of ['conditional-create', 'put'] as const) {
+        let atIntake: unknown;
+        try {
+          atIntake = planWrite(r, write);
+        } catch (e) {
+          atIntake = (e as { code?: string }).code;
+        }
+        let atSend: unknown;
+        try {
+          atSend = planWrite(renderingOf(claimed(r)), write);
+        } catch (e) {
+          atSend = (e as { code?: string }).code;
+        }
+        expect(atSend).toEqual(atIntake);
+      }
+    }
   });
 });

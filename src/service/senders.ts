@@ -29,55 +29,32 @@ export interface Sender {
 }
 
 /**
- * FHIR values rendered at intake in this process, handed to the FHIR sender so a delivery claimed soon after its
- * intake is not parsed again from the recorded bytes (~2.5 ms of event-loop time for a typical 280 KB Bundle).
- * Keyed by the payload's sha256 — the value serialises to exactly those bytes, and neither the sender nor the
- * FHIR client mutates it (reference resolution works on a copy). Bounded (oldest out first, ~0.5 MB each); a
- * value is taken once; a miss (another process, a retry, an eviction) parses the recorded bytes as before.
+ * The Rendering a destination adapter expects, from what the ledger recorded. The FHIR value is parsed from the
+ * recorded bytes only when something reads it (reference resolution, a read-back, a delivery recorded before
+ * migration 004 without a write plan): a plain send writes the recorded bytes with the request planned at
+ * intake, so the ~280 KB of a typical transaction Bundle is neither parsed nor held again (~2.5 ms and a few
+ * MB of heap per delivery, measured).
  */
-export class RenderedValues {
-  readonly #values = new Map<string, unknown>();
-  readonly #max: number;
-
-  constructor(max = 32) {
-    this.#max = max;
-  }
-
-  put(payloadSha256: string, value: unknown): void {
-    this.#values.delete(payloadSha256);
-    this.#values.set(payloadSha256, value);
-    if (this.#values.size > this.#max) this.#values.delete(this.#values.keys().next().value!);
-  }
-
-  take(payloadSha256: string): unknown {
-    const v = this.#values.get(payloadSha256);
-    this.#values.delete(payloadSha256);
-    return v;
-  }
-
-  get size(): number {
-    return this.#values.size;
-  }
-}
-
-/** The process's hand-over from intake (src/service/intake.ts) to the FHIR senders. */
-export const renderedValues = new RenderedValues();
-
-/** The Rendering a destination adapter expects, from what the ledger recorded. */
-export function renderingOf(d: ClaimedDelivery, values: RenderedValues = renderedValues): Rendering {
+export function renderingOf(d: ClaimedDelivery): Rendering {
   const r = d.rendering;
   const fhir = r.contentType.includes('fhir');
-  const kept = fhir ? values.take(r.payloadSha256) : undefined;
-  return {
+  let parsed: { value: unknown } | undefined;
+  const rendering = {
     mapping: r.mapping,
     mode: d.status === 'entered-in-error' ? 'retraction' : d.revision > 1 ? 'amendment' : 'new',
     format: fhir ? 'fhir' : 'hl7v2',
     contentType: r.contentType,
     body: r.payload,
     sha256: r.payloadSha256,
-    value: fhir ? (kept ?? JSON.parse(r.payload)) : r.payload,
     ...(r.writeRequest ? { request: r.writeRequest as Rendering['request'] & object } : {}),
-  };
+  } as const;
+  return Object.defineProperty(rendering, 'value', {
+    enumerable: true,
+    get(): unknown {
+      parsed ??= { value: fhir ? JSON.parse(r.payload) : r.payload };
+      return parsed.value;
+    },
+  }) as typeof rendering & { readonly value: unknown };
 }
 
 function fhirAuth(a: ConfigFhir['auth']): FhirAuthConfig {
@@ -129,7 +106,8 @@ class FhirSender implements Sender {
       const found = await this.#dest.readBack(rendering);
       if (found?.outcome === 'delivered') return this.#result(found, rendering.sha256);
     }
-    return this.#result(await this.#dest.send(rendering), rendering.sha256);
+    const plan = d.rendering.writePlan;
+    return this.#result(await this.#dest.send(rendering, plan ? { plan } : {}), rendering.sha256);
   }
 
   #result(r: Awaited<ReturnType<FhirDestination['send']>>, recorded: string): SendResult {
