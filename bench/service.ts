@@ -17,8 +17,8 @@
  *   omission) to the moment the second sink received the note.
  * A note is "delivered" when the last of its two sinks has received it (the sink answers at once).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
@@ -320,11 +320,145 @@ async function startService(root: string, configFile: string, profiles: string):
   };
 }
 
+/**
+ * Where the machine's CPU went during the closed loop, per delivered note (ms), so the capacity arithmetic can
+ * be done: the load generator and PostgreSQL share the cores with the service, and each costs CPU per note.
+ */
+interface CpuPerNote {
+  /** utime + stime of the service process(es), all their threads. */
+  readonly serviceMs: number;
+  /** utime + stime of the `postgres` processes; undefined for PGlite (it runs inside the service). */
+  readonly postgresMs: number | undefined;
+  /** This benchmark process: signing notes, HTTP clients, fauxqs, the recording sinks. */
+  readonly loadMs: number;
+  /** Share of all cores' time not idle over the window, machine-wide, %. */
+  readonly machineBusyPct: number;
+}
+
 interface RunResult {
   readonly closed: { posted: number; intakePerSec: number; deliveredPerSec: number; failed: number };
   readonly open: { offered: number; p50: number; p99: number; max: number; failed: number };
   readonly peakRssMb: number | undefined;
   readonly duplicates: number;
+  /** Service processes sharing the store. */
+  readonly processes: number;
+  readonly cpu: CpuPerNote;
+}
+
+let clockTicksPerSec: number | undefined;
+
+/** USER_HZ, the unit of the /proc CPU times: asked of getconf once; 100 on nearly every Linux if that fails. */
+function clockTicks(): number {
+  if (clockTicksPerSec === undefined) {
+    try {
+      const v = Number(execSync('getconf CLK_TCK', { encoding: 'utf8' }).trim());
+      clockTicksPerSec = Number.isFinite(v) && v > 0 ? v : 100;
+    } catch {
+      clockTicksPerSec = 100;
+    }
+  }
+  return clockTicksPerSec;
+}
+
+/**
+ * utime + stime (fields 14 and 15 of /proc/<pid>/stat) of one process, all its threads, in ms; undefined
+ * once it has exited. The fields are counted from after the last ')', as comm (field 2) may hold spaces.
+ */
+function processCpuMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / clockTicks();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU ms of the `postgres` processes serving this run, by pid: the server is a process per connection, so it has
+ * to be summed; per pid so that a backend started during the window counts from zero. The shared processes
+ * (postmaster, checkpointer, WAL writer, …) count; a backend or autovacuum worker counts only if its process
+ * title names the run's database, as other clients (a test run, say) may share the server during the window.
+ */
+function postgresCpuMs(dbName: string): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/comm`, 'utf8').trim() !== 'postgres') continue;
+      if (!servesDatabase(readFileSync(`/proc/${name}/cmdline`, 'utf8'), dbName)) continue;
+    } catch {
+      continue;
+    }
+    const ms = processCpuMs(Number(name));
+    if (ms !== undefined) out.set(Number(name), ms);
+  }
+  return out;
+}
+
+/**
+ * Whether a postgres process title is shared server work or names `dbName`: client backends are titled
+ * `postgres: [cluster: ]user database host(port) activity` (or `[local]`), autovacuum workers
+ * `postgres: [cluster: ]autovacuum worker database`; any other title is the server's own.
+ */
+function servesDatabase(cmdline: string, dbName: string): boolean {
+  const title = cmdline.replaceAll('\0', ' ');
+  const perDatabase = /\s\S+\(\d+\)\s|\s\[local\]\s|autovacuum worker/.test(`${title} `);
+  return !perDatabase || title.split(/\s+/).includes(dbName);
+}
+
+/** Machine-wide jiffies from the first line of /proc/stat: not idle (user … steal) and all (with idle, iowait). */
+function machineJiffies(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const busy = user + nice + system + irq + softirq + steal;
+  return { busy, total: busy + idle + iowait };
+}
+
+interface CpuSnapshot {
+  readonly service: number;
+  readonly postgres: Map<number, number>;
+  readonly bench: NodeJS.CpuUsage;
+  readonly machine: { busy: number; total: number };
+}
+
+/**
+ * Everything at one instant. This process's own usage is read last, so the /proc scans of the opening
+ * snapshot are not charged to the load generator (the closing snapshot reads it first, see cpuPerNote).
+ */
+function cpuSnapshot(children: readonly Child[], dbName: string | undefined): CpuSnapshot {
+  const machine = machineJiffies();
+  const postgres = dbName === undefined ? new Map<number, number>() : postgresCpuMs(dbName);
+  const service = children.reduce((sum, c) => sum + (processCpuMs(c.proc.pid!) ?? Number.NaN), 0);
+  return { service, postgres, bench: process.cpuUsage(), machine };
+}
+
+/**
+ * The closing reading against the opening one, per delivered note. Backends that exit within the window are
+ * lost from the PostgreSQL figure (the service's pool keeps its connections open, so this is small).
+ */
+function cpuPerNote(
+  start: CpuSnapshot,
+  children: readonly Child[],
+  notes: number,
+  dbName: string | undefined,
+): CpuPerNote {
+  const bench = process.cpuUsage(start.bench);
+  const service = children.reduce((sum, c) => sum + (processCpuMs(c.proc.pid!) ?? Number.NaN), 0);
+  let postgres = 0;
+  for (const [pid, ms] of dbName === undefined ? [] : postgresCpuMs(dbName))
+    postgres += ms - (start.postgres.get(pid) ?? 0);
+  const machine = machineJiffies();
+  return {
+    serviceMs: (service - start.service) / notes,
+    postgresMs: dbName === undefined ? undefined : postgres / notes,
+    loadMs: (bench.user + bench.system) / 1000 / notes,
+    machineBusyPct: (100 * (machine.busy - start.machine.busy)) / (machine.total - start.machine.total),
+  };
 }
 
 async function post(url: string, body: string): Promise<boolean> {
@@ -413,6 +547,7 @@ destinations:
     // Closed loop: CLIENTS clients back to back for the window.
     const closedFirst = n + 1;
     let failed = 0;
+    const cpuStart = cpuSnapshot(children, dbName);
     const t0 = performance.now();
     const end = t0 + o.seconds * 1000;
     await Promise.all(
@@ -427,8 +562,10 @@ destinations:
     const posted = n - closedFirst + 1;
     const all = Array.from({ length: posted }, (_, i) => closedFirst + i);
     await Promise.race([Promise.all(all.map((k) => tracker.wait(k))), sleep(120_000)]);
-    const last = Math.max(...all.map((k) => tracker.doneAt(k) ?? Number.NaN));
+    // Read at once: the last closed-loop delivery has just resolved the wait (the window's end).
     const deliveredCount = all.filter((k) => tracker.doneAt(k) !== undefined).length;
+    const cpu = cpuPerNote(cpuStart, children, deliveredCount, dbName);
+    const last = Math.max(...all.map((k) => tracker.doneAt(k) ?? Number.NaN));
     const closed = {
       posted,
       intakePerSec: (posted - failed) / intakeS,
@@ -474,6 +611,8 @@ destinations:
       },
       peakRssMb: Math.max(...children.map((c) => c.peakRssMb() ?? Number.NaN)),
       duplicates: tracker.duplicates,
+      processes,
+      cpu,
     };
   } finally {
     await Promise.all(children.map((c) => c.stop()));
@@ -546,6 +685,55 @@ async function intakeCpuBaseline(
   return out;
 }
 
+/** Cores the ceiling is reckoned for: the benchmark machine's, as the prose says. */
+const CEILING_CORES = 2;
+
+/**
+ * Where the CPU went per delivered note in each closed loop, and what that implies: the service is not the only
+ * consumer of the cores here, so its delivered notes/s alone would understate (or, with PGlite, mislabel) what
+ * a core of scribe-bridge does; the ceiling turns the measured costs into the machine's capacity.
+ */
+function logCpuTable(
+  log: (line?: string) => void,
+  results: readonly { label: string; destinations: string; r: RunResult }[],
+): void {
+  log(
+    `CPU per delivered note in the closed loops above, from just before the first post to the last delivery: the service process(es) (utime + stime from /proc/<pid>/stat, all threads); PostgreSQL (utime + stime summed over the processes named \`postgres\` at the start and at the end of the window: the server's own processes and the backends of the run's database, not other clients' — backends that exit within the window are lost, which is small as the service's pool keeps its connections open; shown as — for PGlite, which runs inside the service and is counted there); the load generator, i.e. this benchmark process (signing each note, the HTTP clients, the fauxqs S3 server, the recording sinks; \`process.cpuUsage()\`); and how busy the whole machine was (/proc/stat, all cores, not idle or iowait), which includes anything else running at the time (see the load average above), so delivered notes/s × total ms per note may fall short of it. The ${CEILING_CORES}-core ceiling is ${CEILING_CORES} × 1,000 ms ÷ the total CPU ms per note: what this machine could deliver if every core did only this work at the measured cost per note — an upper bound, as it assumes perfect overlap and no idle time; with the load generator moved to another machine, the ceiling for the service and its database alone is ${CEILING_CORES} × 1,000 ÷ (service + PostgreSQL).`,
+  );
+  log();
+  log(
+    row([
+      'store',
+      'destinations',
+      'processes',
+      'service CPU ms/note',
+      'PostgreSQL CPU ms/note',
+      'load generator CPU ms/note',
+      'total ms/note',
+      'machine busy %',
+      `${CEILING_CORES}-core ceiling notes/s`,
+    ]),
+  );
+  log(row(['---', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+  for (const { label, destinations, r } of results) {
+    const { serviceMs, postgresMs, loadMs, machineBusyPct } = r.cpu;
+    const total = serviceMs + (postgresMs ?? 0) + loadMs;
+    log(
+      row([
+        label,
+        destinations,
+        r.processes,
+        fmt(serviceMs, 1),
+        postgresMs === undefined ? '—' : fmt(postgresMs, 1),
+        fmt(loadMs, 1),
+        fmt(total, 1),
+        fmt(machineBusyPct),
+        fmt((CEILING_CORES * 1000) / total),
+      ]),
+    );
+  }
+}
+
 /** Runs the section and logs its Markdown. */
 export async function serviceBench(o: ServiceBenchOptions): Promise<void> {
   const { log } = o;
@@ -585,7 +773,7 @@ export async function serviceBench(o: ServiceBenchOptions): Promise<void> {
   );
   log(row(['---', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---']));
   const baseline = await intakeCpuBaseline(o, make, pairs);
-  const results: { store: string; pair: string; r: RunResult }[] = [];
+  const results: { store: string; pair: string; label: string; destinations: string; r: RunResult }[] = [];
   const logRow = (store: string, pair: readonly string[], r: RunResult) =>
     log(
       row([
@@ -604,15 +792,22 @@ export async function serviceBench(o: ServiceBenchOptions): Promise<void> {
     for (const store of stores) {
       for (const pair of pairs) {
         const r = await runOne(o, sinks, s3.endpoint, make, store, pair);
-        results.push({ store, pair: pair.join(' + '), r });
-        logRow(store === 'pglite' ? 'PGlite' : 'PostgreSQL', pair, r);
+        const label = store === 'pglite' ? 'PGlite' : 'PostgreSQL';
+        results.push({ store, pair: pair.join(' + '), label, destinations: pair.join(' + '), r });
+        logRow(label, pair, r);
       }
     }
     if (stores.includes('postgres')) {
       // The documented scale-out: stateless service processes sharing one PostgreSQL, here two on two cores.
       for (const pair of pairs) {
         const r = await runOne(o, sinks, s3.endpoint, make, 'postgres', pair, 2);
-        results.push({ store: 'postgres', pair: `${pair.join(' + ')} (2 processes)`, r });
+        results.push({
+          store: 'postgres',
+          pair: `${pair.join(' + ')} (2 processes)`,
+          label: 'PostgreSQL',
+          destinations: pair.join(' + '),
+          r,
+        });
         logRow('PostgreSQL, 2 service processes', pair, r);
       }
     }
@@ -620,6 +815,8 @@ export async function serviceBench(o: ServiceBenchOptions): Promise<void> {
     await sinks.close();
     await s3.close();
   }
+  log();
+  logCpuTable(log, results);
   log();
   log(
     "Baseline from the same run — the CPU of one note's intake in this (benchmark) process with no I/O: verification (artifacts from memory), rendering for both destinations and the per-note checks; the ceiling of one core before any database, HTTP or delivery work:",
