@@ -11,6 +11,7 @@ export class Metrics {
   readonly #deliveries: Counter<'destination' | 'outcome'>;
   readonly #latency: Histogram<'destination'>;
   readonly #intake: Counter<'source' | 'outcome'>;
+  readonly #mappingReloads: Counter<'destination' | 'outcome'>;
 
   constructor(ledger: Ledger) {
     const registry = this.registry;
@@ -63,12 +64,23 @@ export class Metrics {
       labelNames: ['source', 'outcome'],
       registers: [registry],
     });
+    this.#mappingReloads = new Counter({
+      name: 'scribe_bridge_mapping_reloads_total',
+      help: 'Mapping file changes seen while running, by destination and outcome (reloaded, or failed: the previous mapping is kept)',
+      labelNames: ['destination', 'outcome'],
+      registers: [registry],
+    });
   }
 
   attempt(destination: string, outcome: string, receivedAt: Date): void {
     this.#deliveries.inc({ destination, outcome });
     if (outcome === 'delivered')
       this.#latency.observe({ destination }, (Date.now() - receivedAt.getTime()) / 1000);
+  }
+
+  /** A mapping file change: activated (`reloaded`) or refused, the previous mapping kept (`failed`). */
+  mappingReload(destination: string, outcome: 'reloaded' | 'failed'): void {
+    this.#mappingReloads.inc({ destination, outcome });
   }
 
   intake(source: string, outcome: string): void {

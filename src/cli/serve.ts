@@ -3,6 +3,7 @@
  * (PGlite in ./data, HTTP on 127.0.0.1:8080, a file drop in ./out, each tenant's review keys from
  * ./keys/<tenant>.jwks.json, tokens from SCRIBE_BRIDGE_TOKEN_* or generated and printed once). Logs are JSON
  * lines on stderr (pino) carrying ids, codes and durations only. SIGTERM / SIGINT: graceful shutdown, exit 0.
+ * SIGHUP: look at the mapping files now (mapping hot reload, src/service/active-mappings.ts).
  */
 import { pino } from 'pino';
 import { createService } from '../service/service.ts';
@@ -26,6 +27,9 @@ export async function serveCommand(opts: { config?: string; profiles?: string[] 
   io.out(
     `scribe-bridge listening on ${service.url} (store: ${config.store.kind}, ${config.destinations.length} destination(s))\n`,
   );
+  // SIGHUP: look at the mapping files now rather than at the next poll (mapping hot reload).
+  const reload = () => void service.reloadMappings();
+  process.on('SIGHUP', reload);
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGTERM', stop);
@@ -35,6 +39,7 @@ export async function serveCommand(opts: { config?: string; profiles?: string[] 
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+  process.off('SIGHUP', reload);
   await service.stop();
   logger.flush();
   return 0;

@@ -146,6 +146,8 @@ export interface Mapping {
   /** sha256 hex over the file's bytes and its imports' (path and bytes). */
   readonly digest: string;
   readonly file: string;
+  /** The files it was compiled from: `file`, then its imports (a change to any is a new mapping version). */
+  readonly sources: readonly string[];
   readonly tables: Tables;
   readonly renderings: ReadonlyMap<string, CompiledRendering>;
   readonly defaultRenderings: readonly string[];
@@ -291,8 +293,10 @@ export function compileMapping(bytes: Uint8Array, file: string, readImport: Read
     }
   };
   const renderingSpecs: Array<[string, RenderingSpec, Locate]> = [];
+  const sources = [file];
   for (const rel of m.imports ?? []) {
     const imp = readImport(rel);
+    sources.push(imp.file);
     hash.update(`\0${rel}\0`).update(imp.bytes);
     const ip = parseYaml(new TextDecoder().decode(imp.bytes), imp.file);
     const ir = ImportSchema.safeParse(ip.value);
@@ -378,6 +382,7 @@ export function compileMapping(bytes: Uint8Array, file: string, readImport: Read
     format: m.format,
     digest: hash.digest('hex'),
     file,
+    sources,
     tables,
     renderings,
     defaultRenderings,

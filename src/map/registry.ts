@@ -1,6 +1,6 @@
 /**
- * Finds mappings by shipped id or by path, and keeps each compiled once (recompiled when its file changes,
- * which is what mapping hot reload rests on).
+ * Finds mappings by shipped id or by path, and keeps each compiled once (recompiled when its file or one of its
+ * imports changes, which is what mapping hot reload rests on: src/service/active-mappings.ts).
  */
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -32,11 +32,21 @@ export function resolveMappingRef(ref: string, baseDir = process.cwd()): string 
 }
 
 interface Entry {
-  readonly mtimeMs: number;
+  /** Modification time of each source file (the mapping file and its imports) when it was compiled. */
+  readonly mtimes: ReadonlyMap<string, number>;
   readonly mapping: Mapping;
 }
 
-/** Compiled mappings by file; `get` recompiles a file whose modification time changed. */
+/** Modification time of a file, or -1 when it cannot be read (deleted, renamed). */
+export function mtimeOf(file: string): number {
+  try {
+    return statSync(file).mtimeMs;
+  } catch {
+    return -1;
+  }
+}
+
+/** Compiled mappings by file; `get` recompiles a mapping when its file or one of its imports changed. */
 export class MappingRegistry {
   readonly #entries = new Map<string, Entry>();
   readonly #baseDir: string;
@@ -47,11 +57,15 @@ export class MappingRegistry {
 
   get(ref: string): Mapping {
     const file = resolveMappingRef(ref, this.#baseDir);
-    const mtimeMs = statSync(file).mtimeMs;
     const cached = this.#entries.get(file);
-    if (cached && cached.mtimeMs === mtimeMs) return cached.mapping;
+    if (cached && [...cached.mtimes].every(([f, t]) => mtimeOf(f) === t)) return cached.mapping;
+    // Times are read before the files, so a change made while compiling is seen at the next `get`.
+    const before = new Map([[file, mtimeOf(file)]]);
+    for (const f of cached?.mapping.sources ?? []) before.set(f, mtimeOf(f));
     const mapping = loadMappingFile(file);
-    this.#entries.set(file, { mtimeMs, mapping });
+    const mtimes = new Map<string, number>();
+    for (const f of mapping.sources) mtimes.set(f, before.get(f) ?? mtimeOf(f));
+    this.#entries.set(file, { mtimes, mapping });
     return mapping;
   }
 }

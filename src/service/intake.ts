@@ -20,8 +20,10 @@ import type { Ledger } from '../ledger/ledger.ts';
 import { revisionInput } from '../ledger/ledger.ts';
 import type { DestinationIdentifier, RecordResult, RenderingInput, RevisionInput } from '../ledger/types.ts';
 import { lifecycleMode, type Rendering, render } from '../map/engine.ts';
+import type { Mapping } from '../map/mapping-file.ts';
 import type { MappingRegistry } from '../map/registry.ts';
 import type { Conformance } from '../validate/conformance.ts';
+import type { ActiveMappings } from './active-mappings.ts';
 import { GroupCommit } from './group-commit.ts';
 
 export interface IntakeDeps {
@@ -29,6 +31,11 @@ export interface IntakeDeps {
   readonly ledger: Ledger;
   readonly mappings: MappingRegistry;
   readonly conformance: Conformance;
+  /**
+   * The service's proven mapping per destination, reloaded while it runs (./active-mappings.ts). Without it
+   * (tests), each note takes its mapping from `mappings` and proves it on first use.
+   */
+  readonly activeMappings?: ActiveMappings;
   readonly objectStore?: ObjectStore;
   readonly jobLocator?: JobLocator;
   /** Called after each commit that recorded revisions (the in-process delivery workers claim at once). */
@@ -235,8 +242,7 @@ export class Intake {
     let prior: VerifiedNote | undefined;
     for (const id of tenant.destinations) {
       const dest = this.#d.config.destinations.find((x) => x.id === id)!;
-      const mapping = this.#d.mappings.get(dest.mapping.file);
-      await this.#d.conformance.prove(mapping);
+      const mapping = await this.#mappingFor(dest);
       if (lifecycleMode(note) === 'retraction' && mapping.retractionSubject === 'prior')
         prior ??= await this.#prior(note);
       const r = render(mapping, { note, ...(prior ? { prior } : {}), options: renderOptions(dest) });
@@ -254,6 +260,13 @@ export class Intake {
       });
     }
     return out;
+  }
+
+  async #mappingFor(dest: DestinationConfig): Promise<Mapping> {
+    if (this.#d.activeMappings) return this.#d.activeMappings.get(dest.id);
+    const mapping = this.#d.mappings.get(dest.mapping.file);
+    await this.#d.conformance.prove(mapping);
+    return mapping;
   }
 
   /** The revision a retraction retracts, from the ledger, verified again (its content is re-sent unchanged). */

@@ -18,6 +18,7 @@ import { Ledger } from '../ledger/ledger.ts';
 import { MappingRegistry } from '../map/registry.ts';
 import { Conformance } from '../validate/conformance.ts';
 import { loadProfiles } from '../validate/profiles.ts';
+import { ActiveMappings } from './active-mappings.ts';
 import { deadLetterQueueFor } from './dead-letters.ts';
 import { Intake } from './intake.ts';
 import { DeliveryWorker } from './worker.ts';
@@ -31,6 +32,8 @@ export interface ServiceOptions {
   readonly log?: ServiceLog;
   /** How often expired leases and over-long waits are settled (ms). */
   readonly housekeepingMs?: number;
+  /** How often the destinations' mapping files are looked at for a change (ms; SIGHUP looks at once). */
+  readonly mappingReloadMs?: number;
   /** AWS credentials for SQS and S3 instead of the standard chain (the demo's embedded server). */
   readonly awsCredentials?: { readonly accessKeyId: string; readonly secretAccessKey: string };
 }
@@ -38,6 +41,8 @@ export interface ServiceOptions {
 export interface Service {
   readonly url: string;
   readonly ledger: Ledger;
+  /** Looks at every destination's mapping file now and activates what changed and is proven (SIGHUP). */
+  reloadMappings(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -49,11 +54,21 @@ export async function createService(config: Config, options: ServiceOptions = {}
   );
   const conformance = new Conformance(await loadProfiles([...(options.profiles ?? [])]));
   const mappings = new MappingRegistry(config.baseDir);
-  for (const d of config.destinations) {
-    const m = mappings.get(d.mapping.file);
-    await conformance.prove(m);
-    log({ event: 'mapping.proven', destination: d.id, mapping: m.id, version: m.version, digest: m.digest });
-  }
+  const metrics = new Metrics(ledger);
+  const activeMappings = await ActiveMappings.load(
+    {
+      destinations: config.destinations,
+      registry: mappings,
+      conformance,
+      onEvent: (e) => {
+        metrics.mappingReload(e.destination, e.event === 'mapping.reloaded' ? 'reloaded' : 'failed');
+        log({ ...e });
+      },
+    },
+    (destination, m) =>
+      log({ event: 'mapping.proven', destination, mapping: m.id, version: m.version, digest: m.digest }),
+  );
+  activeMappings.start(options.mappingReloadMs ?? 2_000);
   const objectStore = config.s3
     ? new S3ObjectStore({
         region: config.s3.region,
@@ -73,11 +88,11 @@ export async function createService(config: Config, options: ServiceOptions = {}
     commitsInFlight: config.store.kind === 'pglite' ? 1 : 2,
     mappings,
     conformance,
+    activeMappings,
     ...(objectStore ? { objectStore } : {}),
     ...(jobLocator ? { jobLocator } : {}),
   });
 
-  const metrics = new Metrics(ledger);
   const deadLetterQueue = deadLetterQueueFor(config, options.awsCredentials);
   const app = createApp({
     config,
@@ -154,8 +169,10 @@ export async function createService(config: Config, options: ServiceOptions = {}
   return {
     url,
     ledger,
+    reloadMappings: () => activeMappings.refresh(),
     async stop() {
       clearInterval(housekeeping);
+      activeMappings.stop();
       await consumer?.stop();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await worker.stop();
