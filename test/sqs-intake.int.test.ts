@@ -85,6 +85,7 @@ describe('SQS intake (fauxqs)', () => {
     const recorded: string[] = [];
     let transientSeen = 0;
     const events: SqsLogEvent[] = [];
+    const refused: { code: string; bodySha256: string }[] = [];
     const consumer = new SqsConsumer(
       {
         queueUrl,
@@ -97,6 +98,7 @@ describe('SQS intake (fauxqs)', () => {
         credentials,
         retryDelaySeconds: () => 1,
         log: (e) => events.push(e),
+        onRefused: async (r) => void refused.push(r),
       },
       async (body) => {
         const text = new TextDecoder().decode(body);
@@ -145,5 +147,50 @@ describe('SQS intake (fauxqs)', () => {
     );
     expect(left.Messages ?? []).toEqual([]);
     expect(events.filter((e) => e.event === 'sqs.retry-later')).toHaveLength(1);
+    // The refusal made before the handler (the bad pointer) was handed over for the audit log: code and body hash.
+    // The handler's own refusals (bad JSON, bad signature) are recorded by the handler (the service's intake).
+    expect(refused).toEqual([{ code: 'POINTER_INVALID', bodySha256: sha256Hex(bodies.badPointer) }]);
+  }, 60_000);
+
+  it('does not dead-letter a refused message whose refusal cannot be recorded: it comes back later', async () => {
+    const body = JSON.stringify({
+      kind: 'signed-note-pointer',
+      uri: 's3://claims/n/dap.json',
+      sha256: 'a'.repeat(64),
+      extra: true,
+    });
+    await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body }));
+    let attempts = 0;
+    const consumer = new SqsConsumer(
+      {
+        queueUrl,
+        region: 'us-east-1',
+        endpoint,
+        deadLetterQueueUrl: dlqUrl,
+        visibilityTimeoutSeconds: 10,
+        waitTimeSeconds: 1,
+        objectStore: store,
+        credentials,
+        retryDelaySeconds: () => 1,
+        onRefused: async () => {
+          if (++attempts === 1) throw new Error('ledger down');
+        },
+      },
+      async () => ({ outcome: 'accepted' }),
+    );
+    let rounds = 0;
+    while (attempts < 2 && rounds++ < 10) await consumer.pollOnce();
+    await consumer.stop();
+    expect(attempts).toBe(2);
+    const dlq = await sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: dlqUrl,
+        MaxNumberOfMessages: 10,
+        MessageAttributeNames: ['All'],
+      }),
+    );
+    const mine = (dlq.Messages ?? []).filter((m) => m.Body === body);
+    expect(mine).toHaveLength(1);
+    expect(mine[0]!.MessageAttributes?.[REASON_ATTRIBUTE]?.StringValue).toBe('POINTER_INVALID');
   }, 60_000);
 });

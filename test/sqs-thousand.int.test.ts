@@ -187,6 +187,17 @@ describe(`${TOTAL} notes through SQS to FHIR and MLLP`, () => {
           'scribe-bridge-source-message-id',
         ]);
       }
+      // Each was refused on the record: one `intake.refused` audit record per poison message, with its code and
+      // the sha256 of the body that arrived — also the bad pointer, which never reached intake.
+      const refusals = await db.query<{ code: string; sha: string }>(
+        `select details->>'code' as code, details->>'contentSha256' as sha from audit_log
+         where action = 'intake.refused' order by 1`,
+      );
+      expect(refusals.rows.map((r) => r.code)).toEqual(Object.keys(poison).sort());
+      for (const r of refusals.rows) {
+        // Intake hashes the envelope bytes it verified; for a pointer that is the pointer message itself.
+        expect(r.sha).toBe(createHash('sha256').update(poison[r.code]!).digest('hex'));
+      }
     },
     SOAK ? 4_000_000 : 480_000,
   );

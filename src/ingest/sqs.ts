@@ -37,6 +37,13 @@ export interface SqsConsumerOptions {
   readonly maxMessages?: number;
   /** How often visibility is extended while a message is in progress (< visibilityTimeoutSeconds). */
   readonly heartbeatSeconds?: number;
+  /**
+   * Records a message refused before it reached the handler (a bad claim-check pointer, a pointed-to object
+   * missing or not matching its hash), as the handler records its own refusals: code and the sha256 of the
+   * message body, no content. Called before the message is dead-lettered; if it throws, the message is not
+   * dead-lettered but retried later, so no refusal goes unrecorded.
+   */
+  readonly onRefused?: (refusal: { readonly code: ErrorCode; readonly bodySha256: string }) => Promise<void>;
   /** Resolves claim-check pointers. */
   readonly objectStore?: ObjectStore;
   readonly credentials?: { accessKeyId: string; secretAccessKey: string };
@@ -181,8 +188,10 @@ export class SqsConsumer {
     const receiveCount = Number(m.Attributes?.ApproximateReceiveCount ?? '1');
     const started = performance.now();
     const heartbeat = this.#heartbeat(m);
+    let handled = false;
     try {
       const body = await this.#body(m.Body ?? '');
+      handled = true;
       fault('after-receive-before-commit');
       const result = await this.#handler(body, { messageId, receiveCount });
       clearInterval(heartbeat);
@@ -196,7 +205,18 @@ export class SqsConsumer {
       });
     } catch (e) {
       clearInterval(heartbeat);
-      const err = toScribeError(e);
+      let err = toScribeError(e);
+      if (!handled && err.disposition !== 'retry' && this.#o.onRefused) {
+        try {
+          await this.#o.onRefused({ code: err.code, bodySha256: sha256Hex(m.Body ?? '') });
+        } catch (recordFailure) {
+          err = toScribeError(recordFailure);
+          if (err.disposition !== 'retry')
+            err = new ScribeError('LEDGER_UNAVAILABLE', 'the refusal could not be recorded', {
+              disposition: 'retry',
+            });
+        }
+      }
       if (err.disposition === 'retry') {
         // Back off by receive count: 5 s, 10 s, 20 s … capped below the SQS maximum of 12 hours.
         const delaySeconds =

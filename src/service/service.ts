@@ -13,6 +13,7 @@ import { ScribeError } from '../errors.ts';
 import { S3ObjectStore } from '../ingest/s3.ts';
 import { SqsConsumer, type SqsLogEvent } from '../ingest/sqs.ts';
 import { TranscribeJobLocator } from '../ingest/transcribe.ts';
+import { auditVerificationFailure } from '../ledger/audit.ts';
 import { startAnchoring } from '../ledger/audit-anchor.ts';
 import { Ledger } from '../ledger/ledger.ts';
 import { MappingRegistry } from '../map/registry.ts';
@@ -123,6 +124,16 @@ export async function createService(config: Config, options: ServiceOptions = {}
           ...(objectStore ? { objectStore } : {}),
           ...(options.awsCredentials ? { credentials: { ...options.awsCredentials } } : {}),
           log: (e: SqsLogEvent) => log({ ...e }),
+          // Refused before intake (a bad claim-check pointer): audited like intake's own refusals.
+          onRefused: async ({ code, bodySha256 }) => {
+            await auditVerificationFailure(ledger.db, {
+              tenant: null,
+              code,
+              source: 'sqs',
+              contentSha256: bodySha256,
+            });
+            metrics.intake('sqs', code);
+          },
         },
         async (body) => {
           try {
