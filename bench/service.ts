@@ -335,9 +335,21 @@ interface CpuPerNote {
   readonly machineBusyPct: number;
 }
 
+/** One open loop: posts at a fixed rate; latency from each post's scheduled time to its delivery. */
+interface OpenLoopResult {
+  readonly rate: number;
+  readonly offered: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
+  readonly failed: number;
+}
+
 interface RunResult {
   readonly closed: { posted: number; intakePerSec: number; deliveredPerSec: number; failed: number };
-  readonly open: { offered: number; p50: number; p99: number; max: number; failed: number };
+  readonly open: OpenLoopResult;
+  /** The open loop at 60% of the rate the closed loop delivered: latency when the service keeps up. */
+  readonly sustainable: OpenLoopResult;
   readonly peakRssMb: number | undefined;
   readonly duplicates: number;
   /** Service processes sharing the store. */
@@ -573,42 +585,50 @@ destinations:
       failed: failed + (posted - failed - deliveredCount),
     };
 
-    // Open loop at OPEN_RATE/s: latency from each post's scheduled time to delivery at both sinks.
-    const total = Math.round(OPEN_RATE * o.seconds);
-    const lat: number[] = [];
-    let openFailed = 0;
-    const s0 = performance.now() + 100;
-    const pending: Promise<void>[] = [];
-    for (let i = 0; i < total; i++) {
-      const at = s0 + (i * 1000) / OPEN_RATE;
-      const wait = at - performance.now();
-      if (wait > 0) await sleep(wait);
-      const k = ++n;
-      pending.push(
-        (async () => {
-          const ok = await post(url(), await make(`sbb-${tag}-${k}`));
-          if (!ok) {
-            openFailed++;
-            return;
-          }
-          await Promise.race([tracker.wait(k), sleep(60_000)]);
-          const done = tracker.doneAt(k);
-          if (done === undefined) openFailed++;
-          else lat.push(done - at);
-        })(),
-      );
-    }
-    await Promise.all(pending);
-    lat.sort((a, b) => a - b);
-    return {
-      closed,
-      open: {
+    // Open loops: latency from each post's scheduled time to delivery at both sinks. First at a rate this
+    // configuration sustains (60% of what the closed loop delivered), then at the target's OPEN_RATE.
+    const openLoop = async (rate: number): Promise<OpenLoopResult> => {
+      const total = Math.round(rate * o.seconds);
+      const lat: number[] = [];
+      let failedHere = 0;
+      const s0 = performance.now() + 100;
+      const pending: Promise<void>[] = [];
+      for (let i = 0; i < total; i++) {
+        const at = s0 + (i * 1000) / rate;
+        const wait = at - performance.now();
+        if (wait > 0) await sleep(wait);
+        const k = ++n;
+        pending.push(
+          (async () => {
+            const ok = await post(url(), await make(`sbb-${tag}-${k}`));
+            if (!ok) {
+              failedHere++;
+              return;
+            }
+            await Promise.race([tracker.wait(k), sleep(60_000)]);
+            const done = tracker.doneAt(k);
+            if (done === undefined) failedHere++;
+            else lat.push(done - at);
+          })(),
+        );
+      }
+      await Promise.all(pending);
+      lat.sort((a, b) => a - b);
+      return {
+        rate,
         offered: total,
         p50: percentile(lat, 0.5),
         p99: percentile(lat, 0.99),
         max: lat.at(-1) ?? Number.NaN,
-        failed: openFailed,
-      },
+        failed: failedHere,
+      };
+    };
+    const sustainable = await openLoop(Math.max(1, Math.floor(0.6 * closed.deliveredPerSec)));
+    const open = await openLoop(OPEN_RATE);
+    return {
+      closed,
+      open,
+      sustainable,
       peakRssMb: Math.max(...children.map((c) => c.peakRssMb() ?? Number.NaN)),
       duplicates: tracker.duplicates,
       processes,
@@ -687,6 +707,26 @@ async function intakeCpuBaseline(
 
 /** Cores the ceiling is reckoned for: the benchmark machine's, as the prose says. */
 const CEILING_CORES = 2;
+
+/**
+ * Latency when the service keeps up: the target's 50/s is above what some configurations take in on this
+ * machine, and then the open loop measures a growing backlog; this run shows the latency of the path itself.
+ */
+function logSustainableTable(
+  log: (line?: string) => void,
+  results: readonly { label: string; destinations: string; r: RunResult }[],
+): void {
+  log(
+    'Latency below capacity: an open loop at 60% of the rate each configuration delivered in its closed loop (rounded down), before the 50/s one, same measure (scheduled post → delivered at the second sink):',
+  );
+  log();
+  log(row(['store', 'destinations', 'processes', 'offered notes/s', 'p50 ms', 'p99 ms', 'max ms']));
+  log(row(['---', '---', '---:', '---:', '---:', '---:', '---:']));
+  for (const { label, destinations, r } of results) {
+    const x = r.sustainable;
+    log(row([label, destinations, r.processes, x.rate, fmt(x.p50), fmt(x.p99), fmt(x.max)]));
+  }
+}
 
 /**
  * Where the CPU went per delivered note in each closed loop, and what that implies: the service is not the only
@@ -785,7 +825,7 @@ export async function serviceBench(o: ServiceBenchOptions): Promise<void> {
         fmt(r.open.p99),
         fmt(r.open.max),
         r.peakRssMb === undefined || Number.isNaN(r.peakRssMb) ? '?' : fmt(r.peakRssMb),
-        `${r.closed.failed} + ${r.open.failed} / ${r.duplicates}`,
+        `${r.closed.failed} + ${r.sustainable.failed + r.open.failed} / ${r.duplicates}`,
       ]),
     );
   try {
@@ -815,6 +855,8 @@ export async function serviceBench(o: ServiceBenchOptions): Promise<void> {
     await sinks.close();
     await s3.close();
   }
+  log();
+  logSustainableTable(log, results);
   log();
   logCpuTable(log, results);
   log();
