@@ -215,7 +215,7 @@ describe.each(['pglite', 'postgres'] as const)('trace on %s', (store) => {
     }
     // The trace data is stored with the revision (the transcript is not kept elsewhere).
     const stored = await w.service.ledger.db.query<{ n: number }>(
-      `select count(*)::int as n from note_revisions where trace is not null and json_array_length(trace->'transcript') > 0`,
+      `select count(*)::int as n from note_revisions where trace is not null and jsonb_array_length(trace->'transcript') > 0`,
     );
     expect(stored[0]!.n).toBe(w.notes.length);
   });

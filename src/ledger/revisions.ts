@@ -299,7 +299,7 @@ async function insertRevision(
   // Payloads travel as text parameters of their own, not inside the JSON: a 100 KB FHIR payload escaped into
   // JSON costs ~4 ms more to encode and parse (measured).
   const payloads = input.renderings.map((_, i) => `$${20 + i}::text`).join(', ');
-  const revisionValues = `$1, $2, $3, $4, $5, $6, $7::json, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17, $19::json`;
+  const revisionValues = `$1, $2, $3, $4, $5, $6, $7::json, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17, $19::jsonb`;
   const rows = await tx.query<{
     revision_id: number;
     id: number | null;

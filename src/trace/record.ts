@@ -17,7 +17,7 @@ import type { TraceRemovedDraftSentence, TraceSegment, TraceSentence } from './t
 /** Bump when the stored shape changes; readers accept every version they know. */
 export const TRACE_DATA_VERSION = 1;
 
-/** The `note_revisions.trace` column (json since migration 004). */
+/** The `note_revisions.trace` column (jsonb). */
 export interface TraceData {
   readonly v: typeof TRACE_DATA_VERSION;
   readonly jobName?: string;

@@ -7,12 +7,12 @@
 -- payload, as before).
 alter table renderings add column if not exists write_plan jsonb;
 
--- The stored envelope and trace data as json (the text, checked for syntax) instead of jsonb (parsed into
--- PostgreSQL's binary form): they are written once per revision and read whole, never searched inside, and
--- turning ~130 KB of JSON into jsonb cost the server ~3 ms of CPU per typical note (measured: 4.1 vs 1.7 ms
--- per 72 KB insert), a quarter of its work per note. A trace read pays ~3 ms more for the `->` lookups.
+-- The stored envelope as json (its text, checked for syntax) instead of jsonb (parsed into PostgreSQL's binary
+-- form): it is written once per revision and always read whole, never searched inside, and jsonb input costs
+-- the server ~2.5× the CPU of json (measured: 4.1 vs 1.7 ms per 72 KB insert). The trace data stays jsonb:
+-- a trace reads single members of it (`trace->'sentences'`), and as json each `->` re-parses the whole text
+-- (the 60-minute note's trace read went from ~12 to ~27 ms, measured).
 alter table note_revisions alter column envelope type json using envelope::json;
-alter table note_revisions alter column trace type json using trace::json;
 
 -- TOAST compression: lz4 instead of the default pglz for the columns that hold whole notes and payloads.
 -- pglz costs the server ~4 ms more CPU per typical transaction Bundle (measured: 8.8 vs 4.3 ms per 277 KB
