@@ -17,6 +17,8 @@ COPY src ./src
 COPY web ./web
 COPY mappings ./mappings
 COPY profiles ./profiles
+# The compact base R4 definitions (src/validate/compact-r4.ts), made now: the image's user cannot write to /app.
+RUN node /app/src/validate/compact-r4.ts
 RUN mkdir -p /var/lib/scribe-bridge && chown node:node /var/lib/scribe-bridge
 USER node
 WORKDIR /var/lib/scribe-bridge
