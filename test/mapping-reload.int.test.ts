@@ -14,20 +14,11 @@ import { hashToken, loadConfig } from '../src/config/index.ts';
 import { SHIPPED_MAPPINGS_DIR } from '../src/map/registry.ts';
 import { createService, type Service } from '../src/service/service.ts';
 import { queueableFixture } from './support/notes.ts';
+import { until } from './support/service-harness.ts';
 
 const KEYS = new URL('../fixtures/keys/riverside-clinic.jwks.json', import.meta.url).pathname;
 const TOKEN = randomBytes(24).toString('base64url');
 const OPERATOR = randomBytes(24).toString('base64url');
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('mapping hot reload', () => {
   let dir: string;
@@ -194,7 +185,7 @@ destinations:
     service = svc;
     expect((await send(svc)).version).toBe('2.0.0');
     writeFileSync(mappingFile, original.replace('version: 1.0.0', 'version: 2.0.1'));
-    await until('the poll to reload', async () => reloads().length > 0);
+    await until(async () => reloads().length > 0, 30_000, 'the poll to reload');
     expect(reloads()[0]).toMatchObject({ version: '2.0.1', previousVersion: '2.0.0' });
     expect((await send(svc)).version).toBe('2.0.1');
   });

@@ -59,6 +59,19 @@ afterAll(async () => {
   await app.close();
 });
 
+/** The consumer against this file's queues and S3, retrying after 1 s. */
+const consumerOptions = () => ({
+  queueUrl,
+  region: 'us-east-1',
+  endpoint,
+  deadLetterQueueUrl: dlqUrl,
+  visibilityTimeoutSeconds: 10,
+  waitTimeSeconds: 1,
+  objectStore: store,
+  credentials,
+  retryDelaySeconds: () => 1,
+});
+
 describe('SQS intake (fauxqs)', () => {
   it('records valid notes, dead-letters poison on first receive with its code, resolves pointers, retries transient failures', async () => {
     const keys = await loadJwksFile(`${fixtures}keys/riverside-clinic.jwks.json`);
@@ -88,15 +101,7 @@ describe('SQS intake (fauxqs)', () => {
     const refused: { code: string; bodySha256: string }[] = [];
     const consumer = new SqsConsumer(
       {
-        queueUrl,
-        region: 'us-east-1',
-        endpoint,
-        deadLetterQueueUrl: dlqUrl,
-        visibilityTimeoutSeconds: 10,
-        waitTimeSeconds: 1,
-        objectStore: store,
-        credentials,
-        retryDelaySeconds: () => 1,
+        ...consumerOptions(),
         log: (e) => events.push(e),
         onRefused: async (r) => void refused.push(r),
       },
@@ -163,15 +168,7 @@ describe('SQS intake (fauxqs)', () => {
     let attempts = 0;
     const consumer = new SqsConsumer(
       {
-        queueUrl,
-        region: 'us-east-1',
-        endpoint,
-        deadLetterQueueUrl: dlqUrl,
-        visibilityTimeoutSeconds: 10,
-        waitTimeSeconds: 1,
-        objectStore: store,
-        credentials,
-        retryDelaySeconds: () => 1,
+        ...consumerOptions(),
         onRefused: async () => {
           if (++attempts === 1) throw new Error('ledger down');
         },
