@@ -120,6 +120,8 @@ export class ActiveMappings {
         this.#reported.delete(d.id);
         continue;
       }
+      // A version whose proof already failed is not proven again every poll (seconds of CPU for a Bundle mapping).
+      if (this.#reported.get(d.id) === `prove:${next.digest}`) continue;
       try {
         await this.#d.conformance.prove(next);
       } catch (e) {

@@ -72,6 +72,9 @@ export class Conformance {
     let probes = 0;
     let resources = 0;
     for (const p of await probeNotes()) {
+      // One probe at a time between other work: a proof made while the service runs (mapping hot reload) must not
+      // hold the event loop for its whole duration (seconds for the Bundle mappings).
+      await new Promise((resolve) => setImmediate(resolve));
       let r: Rendering;
       try {
         r = render(mapping, { note: p.note, ...(p.prior ? { prior: p.prior } : {}) });
