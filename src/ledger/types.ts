@@ -4,6 +4,9 @@
  */
 import type { NoteStatus } from '../contract/envelope.ts';
 import type { JsonValue } from '../contract/json.ts';
+import type { WritePlan } from '../deliver/fhir-request.ts';
+
+export type { WritePlan };
 
 /** A revision's place in its note's lifecycle. */
 export type RevisionState = 'accepted' | 'waiting' | 'dead-lettered';
@@ -50,13 +53,6 @@ export interface RenderingInput {
   /** For FHIR REST: the request planned at intake (see migration 004), exactly as it will be sent. */
   readonly writePlan?: WritePlan | null;
   readonly identifiers: readonly DestinationIdentifier[];
-}
-
-/** A FHIR write decided at intake: method, path and If-None-Exist already percent-encoded. */
-export interface WritePlan {
-  readonly method: 'POST' | 'PUT';
-  readonly path: string;
-  readonly ifNoneExist?: string;
 }
 
 /** A verified signed revision and its renderings, to record in one transaction. */
