@@ -34,7 +34,9 @@ describe('mapping hot reload', () => {
     cpSync(SHIPPED_MAPPINGS_DIR, join(dir, 'mappings'), { recursive: true });
     mappingFile = join(dir, 'mappings/us-core-docref.yaml');
     commonFile = join(dir, 'mappings/common/fhir-common.yaml');
-    original = readFileSync(mappingFile, 'utf8');
+    // The copy starts at version 1.0.0 whatever the shipped version is; the edits below step from there.
+    original = readFileSync(mappingFile, 'utf8').replace(/^version: .*$/m, 'version: 1.0.0');
+    writeFileSync(mappingFile, original);
     writeFileSync(
       join(dir, 'config.yaml'),
       `store: pglite://./data

@@ -4,9 +4,9 @@
  * order per note (T02, T10, T03 at the MLLP receiver; the r2 DocumentReference entered-in-error after the
  * retraction); a 503 then recovery is retried with backoff and nothing is lost; a 422 is rejected after one
  * attempt with its issue code recorded; an answer lost after the EHR stored the write is settled by read-back,
- * not a second create; re-sending every envelope changes nothing.
+ * not a second create; re-sending every envelope changes nothing; a note with blank sentences is delivered to all.
  */
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -189,6 +189,55 @@ describe('delivery workers', () => {
         `identifier=urn:scribe-bridge:riverside-clinic:note|${dapId}-r1`,
       ),
     ).toHaveLength(1);
+    await worker.stop();
+  }, 120_000);
+
+  it('delivers a note with blank sentences everywhere: left out of the FHIR Composition, kept in MDM', async () => {
+    // The envelope allows a sentence with no non-whitespace text; FHIR narrative does not (txt-2).
+    type Sentence = { id: string; text: string };
+    const bytes = await queueableFixture('hp-typical.json', (env) => {
+      env['noteId'] = 'enc-blank-sentences';
+      const sections = (env['note'] as { sections: Array<{ sentences: Sentence[] }> }).sections;
+      for (const s of sections[0]!.sentences) s.text = ' \t ';
+      sections[1]!.sentences[0]!.text = '';
+    });
+    expect((await intake.ingest(new TextEncoder().encode(bytes), 'sqs')).outcome).toBe('accepted');
+    const worker = new DeliveryWorker({ ledger, config });
+    await drain(worker);
+    const status = await ledger.revisionStatus('riverside-clinic', 'enc-blank-sentences');
+    expect(status!.revisions[0]!.deliveries.map((d) => d.state)).toEqual([
+      'delivered',
+      'delivered',
+      'delivered',
+    ]);
+
+    const env = JSON.parse(bytes) as { note: { sections: Array<{ sentences: Sentence[] }> } };
+    const all = env.note.sections.flatMap((s) => s.sentences);
+    const blank = new Set([
+      ...env.note.sections[0]!.sentences.map((s) => s.id),
+      env.note.sections[1]!.sentences[0]!.id,
+    ]);
+    // The FHIR document in the file drop: one element per sentence with text, none for the blank ones.
+    const doc = JSON.parse(
+      readFileSync(join(outDir, 'riverside-clinic', 'enc-blank-sentences', 'r1.json'), 'utf8'),
+    ) as {
+      entry: Array<{
+        resource: { resourceType: string; section?: Array<{ id: string; section?: Array<{ id: string }> }> };
+      }>;
+    };
+    const composition = doc.entry[0]!.resource;
+    expect(composition.resourceType).toBe('Composition');
+    expect(composition.section!.map((s) => s.id)).not.toContain('section-1');
+    expect(composition.section!.flatMap((s) => (s.section ?? []).map((x) => x.id))).toEqual(
+      all.filter((s) => !blank.has(s.id)).map((s) => `sentence-${s.id}`),
+    );
+    // MDM: the evidence index still names every sentence.
+    const mdm = mllp.received.find((m) => m.raw.includes('enc-blank-sentences'))!.raw;
+    const zse = mdm
+      .split('\r')
+      .filter((l) => l.startsWith('ZSE|'))
+      .map((l) => l.split('|')[2]);
+    expect(zse).toEqual(all.map((s) => s.id));
     await worker.stop();
   }, 120_000);
 });

@@ -65,6 +65,7 @@ export interface SentenceVars {
   readonly number: number;
   readonly editClass: string;
   readonly aiDerived: boolean;
+  readonly blank: boolean;
   readonly elementId: string;
   readonly provenanceId: string;
   readonly provenanceUuid: string;
@@ -80,6 +81,7 @@ export interface SectionVars {
   readonly defaultTitle: string;
   readonly elementId: string;
   readonly sentences: readonly SentenceVars[];
+  readonly blank: boolean;
 }
 
 export interface RenderingVars {
@@ -452,21 +454,23 @@ export function buildTransaction(input: Vars): unknown {
   // Composition: every section and sentence an addressable element
   const sections: CompositionSection[] = [];
   for (const section of note.sections) {
-    if (section.sentences.length === 0) continue;
+    if (section.blank) continue;
     const row = Object.hasOwn(SECTIONS, section.key) ? SECTIONS[section.key] : undefined;
     const title = row?.title ?? section.defaultTitle;
     sections.push({
       id: section.elementId,
       ...(title ? { title } : {}),
       ...(row?.code ? { code: { coding: [{ system: LOINC, code: row.code, display: row.display! }] } } : {}),
-      section: section.sentences.map((s) => ({
-        id: s.elementId,
-        extension: editClass(s.editClass),
-        text: {
-          status: 'additional' as const,
-          div: `<div xmlns="http://www.w3.org/1999/xhtml">${escapeHtml(s.text)}</div>`,
-        },
-      })),
+      section: section.sentences
+        .filter((s) => !s.blank)
+        .map((s) => ({
+          id: s.elementId,
+          extension: editClass(s.editClass),
+          text: {
+            status: 'additional' as const,
+            div: `<div xmlns="http://www.w3.org/1999/xhtml">${escapeHtml(s.text)}</div>`,
+          },
+        })),
     });
   }
   const composition: Composition = {
@@ -537,6 +541,7 @@ export function buildTransaction(input: Vars): unknown {
 
   // One Provenance per sentence
   for (const s of note.sentences) {
+    if (s.blank) continue;
     const entity: ProvenanceEntity[] = s.evidence.map((ev) => ({
       role: 'source',
       what: { identifier: { system: ids.segmentSystem, value: ev.segmentId } },

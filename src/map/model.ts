@@ -18,8 +18,9 @@
  * | `%options` | the destination's rendering options |
  * | `%renderings` | the note rendered as text (per the mapping's renderings): contentType, data (base64), size, hash |
  *
+ * A section: name, key, index, number, defaultTitle, elementId, sentences[], blank (no sentence with text).
  * A sentence: id, text, section, sectionKey, sectionIndex, index, number (1-based in the note), editClass,
- * aiDerived, elementId, provenanceId, provenanceUuid, draft {section, index}, evidence[] of
+ * aiDerived, blank (no non-whitespace character), elementId, provenanceId, provenanceUuid, draft {section, index}, evidence[] of
  * {segmentId, begin, end, role}.
  */
 import type { ClassifiedSentence } from '../contract/edits.ts';
@@ -68,6 +69,9 @@ export function titleFromToken(token: string): string {
  * getters, memoised): most mappings read neither, hashing costs microseconds per id, and a typical note has
  * ~270 evidence links. FHIRPath reads members with plain property access, so getters behave like fields.
  */
+/** Some character that is not whitespace — the test FHIR's txt-2 applies to narrative (as the validators read it). */
+const NON_BLANK = /\S/;
+
 class SentenceVar {
   readonly id: string;
   readonly text: string;
@@ -78,6 +82,12 @@ class SentenceVar {
   readonly number: number;
   readonly editClass: string;
   readonly aiDerived: boolean;
+  /**
+   * The text has no non-whitespace character (empty, or blanks only: the envelope allows it). FHIR narrative
+   * needs some non-whitespace content (txt-2), so the FHIR mappings leave such a sentence out of the
+   * Composition and give it no Provenance; its evidence stays in the ledger and the trace.
+   */
+  readonly blank: boolean;
   readonly elementId: string;
   readonly draft?: { readonly section: string; readonly index: number };
   readonly #key: NoteKey;
@@ -101,6 +111,7 @@ class SentenceVar {
     this.number = number;
     this.editClass = s.editClass;
     this.aiDerived = s.editClass !== 'clinician-added';
+    this.blank = !NON_BLANK.test(s.text);
     this.elementId = `sentence-${s.id}`;
     if (s.draft) this.draft = { section: s.draft.section, index: s.draft.index };
     this.#key = key;
@@ -227,6 +238,8 @@ export function buildVars(
       defaultTitle: titleFromToken(section.name),
       elementId: `section-${sectionIndex + 1}`,
       sentences: own,
+      /** No sentence with text (none at all, or only blank ones). */
+      blank: own.every((s) => s.blank),
     };
   });
 

@@ -1,7 +1,7 @@
 /**
  * Probe notes: small synthetic notes that exercise everything a mapping's output can vary with — every template
  * and its sections, an unknown section, AI-verbatim, clinician-edited and clinician-added sentences, sentences
- * with no evidence and with many, escaping-hostile text, streaming and batch jobs, and the three lifecycle steps.
+ * with no evidence and with many, escaping-hostile text, blank sentences, streaming and batch jobs, and the three lifecycle steps.
  * `mappings check` renders a mapping over all of them and validates every result, which is how a mapping
  * version is proven conformant once (see docs/mappings.md § Validation).
  *
@@ -52,7 +52,12 @@ interface ProbeSpec {
   readonly status: 'final' | 'amended' | 'entered-in-error';
   readonly streaming?: boolean;
   readonly clinicianOnly?: boolean;
+  /** Blank sentences (empty or whitespace only, which the envelope allows): a whole section of them, one more. */
+  readonly blank?: boolean;
 }
+
+/** Texts with no non-whitespace character: empty, ASCII blanks, and Unicode spaces JavaScript's `\s` knows. */
+const BLANK_TEXTS = ['', ' \t\r\n ', '\u00a0\u3000\u2003'];
 
 function probeEnvelope(spec: ProbeSpec): { [k: string]: JsonValue } {
   const sections = [...TEMPLATE_SECTIONS[spec.template], 'PATIENT_EDUCATION'];
@@ -84,7 +89,14 @@ function probeEnvelope(spec: ProbeSpec): { [k: string]: JsonValue } {
       });
       n++;
       const id = `p${n}`;
-      if (spec.clinicianOnly) sentences.push({ id, text: `Clinician wrote: ${text}`, evidence: [] });
+      if (spec.blank && (si === 0 || (si === 1 && k === 1)))
+        sentences.push({
+          id,
+          text: BLANK_TEXTS[k]!,
+          evidence,
+          ...(k < 2 ? { draft: { section: name, index: k } } : {}),
+        });
+      else if (spec.clinicianOnly) sentences.push({ id, text: `Clinician wrote: ${text}`, evidence: [] });
       else if (k === 0) sentences.push({ id, text, evidence, draft: { section: name, index: 0 } });
       else if (k === 1)
         sentences.push({ id, text: `${text} Edited.`, evidence, draft: { section: name, index: 1 } });
@@ -193,6 +205,10 @@ export async function probeNotes(): Promise<Probe[]> {
       status: 'final',
       clinicianOnly: true,
     }),
+  });
+  out.push({
+    name: 'blank-sentences',
+    note: await noteOf({ name: 'blank', template: hp, revision: 1, status: 'final', blank: true }),
   });
   return out;
 }

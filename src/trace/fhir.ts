@@ -351,9 +351,10 @@ function sentenceProvenance(
     resourceType: 'Provenance',
     id,
     extension: [{ url: EXT.editClass, valueCode: s.editClass }],
+    // A blank sentence (no non-whitespace text) is left out of the FHIR mappings' Composition: no element to name.
     target: targets.map((t) => ({
       ...t.ref,
-      extension: [{ url: EXT.targetElement, valueUri: `sentence-${s.id}` }],
+      ...(/\S/.test(s.text) ? { extension: [{ url: EXT.targetElement, valueUri: `sentence-${s.id}` }] } : {}),
     })),
     recorded: rev.signature.signedAt,
     ...(s.editClass === 'clinician-added' ? {} : { reason: [{ coding: [AIAST] }] }),
