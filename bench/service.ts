@@ -256,6 +256,17 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * The service's NODE_OPTIONS: SB_BENCH_SERVICE_NODE_OPTIONS when set (even empty), else the Dockerfile's
+ * `ENV NODE_OPTIONS=…`, so the benchmark measures the service as it is shipped.
+ */
+export function serviceNodeOptions(root: string): string {
+  const own = process.env['SB_BENCH_SERVICE_NODE_OPTIONS'];
+  if (own !== undefined) return own;
+  const m = /^ENV NODE_OPTIONS=("?)(.*)\1$/m.exec(readFileSync(join(root, 'Dockerfile'), 'utf8'));
+  return m?.[2] ?? '';
+}
+
 /** A running `scribe-bridge serve`, with its peak RSS (VmHWM) read from /proc. */
 interface Child {
   readonly url: string;
@@ -277,10 +288,9 @@ async function startService(root: string, configFile: string, profiles: string):
         AWS_ACCESS_KEY_ID: 'bench',
         AWS_SECRET_ACCESS_KEY: 'bench',
         AWS_REGION: 'us-east-1',
-        // e.g. SB_BENCH_SERVICE_NODE_OPTIONS='--cpu-prof --cpu-prof-dir=/tmp/prof' profiles the service itself
-        ...(process.env['SB_BENCH_SERVICE_NODE_OPTIONS']
-          ? { NODE_OPTIONS: process.env['SB_BENCH_SERVICE_NODE_OPTIONS'] }
-          : {}),
+        // The Node options the Dockerfile ships, or SB_BENCH_SERVICE_NODE_OPTIONS (e.g. '--cpu-prof
+        // --cpu-prof-dir=/tmp/prof' profiles the service itself; '' measures Node's defaults).
+        NODE_OPTIONS: serviceNodeOptions(root),
       },
     },
   );
@@ -802,7 +812,7 @@ export async function serviceBench(o: ServiceBenchOptions): Promise<void> {
   );
   log();
   log(
-    `A real \`scribe-bridge serve\` child process (its own pid, so its peak RSS is its own), HTTP \`POST /v1/notes\` → verify → render for both destinations → per-note check → one ledger transaction → delivery workers → two minimal recording sinks in the benchmark process (HTTP answering 201 + Location; MLLP answering AA), so the figures are scribe-bridge's cost. Distinct typical notes as the spec defines them (hp-typical.json, artifacts by S3 reference served by fauxqs in the benchmark process, ~31 KB per POST, a new noteId each, signed again with the fixture key). Closed loop: ${CLIENTS} clients back to back for ${o.seconds} s, throughput = notes delivered to both sinks ÷ time from the first post to the last delivery. Open loop: ${OPEN_RATE} notes/s for ${o.seconds} s, latency from each post's scheduled time to its delivery at the second sink. With PostgreSQL the pairs also run with two service processes sharing the database (posts alternate between them; RSS is the larger process's). The load generator, sinks and S3 server share the machine's 2 cores with the service. When the service takes in fewer than 50 notes/s, the open loop measures a growing backlog, not the latency of an unloaded service.`,
+    `A real \`scribe-bridge serve\` child process (its own pid, so its peak RSS is its own; NODE_OPTIONS \`${serviceNodeOptions(o.root) || '(none)'}\`, as the Dockerfile ships it unless SB_BENCH_SERVICE_NODE_OPTIONS says otherwise), HTTP \`POST /v1/notes\` → verify → render for both destinations → per-note check → one ledger transaction → delivery workers → two minimal recording sinks in the benchmark process (HTTP answering 201 + Location; MLLP answering AA), so the figures are scribe-bridge's cost. Distinct typical notes as the spec defines them (hp-typical.json, artifacts by S3 reference served by fauxqs in the benchmark process, ~31 KB per POST, a new noteId each, signed again with the fixture key). Closed loop: ${CLIENTS} clients back to back for ${o.seconds} s, throughput = notes delivered to both sinks ÷ time from the first post to the last delivery. Open loop: ${OPEN_RATE} notes/s for ${o.seconds} s, latency from each post's scheduled time to its delivery at the second sink. With PostgreSQL the pairs also run with two service processes sharing the database (posts alternate between them; RSS is the larger process's). The load generator, sinks and S3 server share the machine's 2 cores with the service. When the service takes in fewer than 50 notes/s, the open loop measures a growing backlog, not the latency of an unloaded service.`,
   );
   log();
   log(
