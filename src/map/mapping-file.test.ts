@@ -57,6 +57,25 @@ describe('mapping files: located errors', () => {
     expect(e.where).toMatch(/\.yaml:8:5 \(output\.new\.id\)$/);
   });
 
+  it('an unclosed {{ is refused at load with its line, and a literal {{ can still be written', async () => {
+    const e = loadError(
+      `${HEAD}output:\n  new:\n    resourceType: Basic\n    id: "x"\n    code: { text: "urn:x:{{ %note.noteId" }\n`,
+    );
+    expect(e.code).toBe('MAPPING_INVALID');
+    expect(e.message).toMatch(/unclosed \{\{ placeholder/);
+    expect(e.where).toMatch(/\.yaml:9:\d+ \(output\.new\.code\.text\)$/);
+    // The same with a closed placeholder after it: the stray {{ is still found.
+    expect(
+      loadError(`${HEAD}output:\n  new:\n    resourceType: Basic\n    id: "{{ %note.noteId }} {{ x"\n`)
+        .message,
+    ).toMatch(/unclosed/);
+    const ok = loadMappingFile(
+      write('literal.yaml', `${HEAD}output:\n  new:\n    resourceType: Basic\n    id: "a{{ '{{' }}b"\n`),
+    );
+    const probe = (await probeNotes())[0]!;
+    expect((render(ok, { note: probe.note }).value as { id: string }).id).toBe('a{{b');
+  });
+
   it('an unknown variable is refused at load', () => {
     const e = loadError(`${HEAD}output:\n  new:\n    resourceType: Basic\n    id: "{{ %sentence.id }}"\n`);
     expect(e.message).toMatch(/uses %sentence, which is not defined here/);

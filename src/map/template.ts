@@ -145,14 +145,26 @@ const PLACEHOLDER = /\{\{([\s\S]*?)\}\}/g;
 function compileString(text: string, path: (string | number)[], src: TemplateSource, scope: Scope): Render {
   const parts: Array<string | CompiledExpr> = [];
   let last = 0;
+  const literal = (from: number, to: number) => {
+    const t = text.slice(from, to);
+    // A `{{` with no `}}` after it is a typo, not text to send: say so at load, not in an EHR's chart.
+    if (t.includes('{{')) {
+      fail(
+        src,
+        path,
+        `an unclosed {{ placeholder (no }} after it) in ${JSON.stringify(text.length > 80 ? `${text.slice(0, 77)}...` : text)}; close it, or write a literal {{ as {{ '{{' }}`,
+      );
+    }
+    parts.push(t);
+  };
   for (const m of text.matchAll(PLACEHOLDER)) {
-    if (m.index > last) parts.push(text.slice(last, m.index));
+    if (m.index > last) literal(last, m.index);
     const source = m[1]!.trim();
     if (source === '') fail(src, path, 'an empty {{ }} placeholder');
     parts.push(compileExpression(source, path, src, scope));
     last = m.index + m[0].length;
   }
-  if (last < text.length) parts.push(text.slice(last));
+  if (last < text.length) literal(last, text.length);
   if (parts.length === 0) return () => OMIT;
   if (parts.length === 1 && typeof parts[0] === 'string') {
     const constant = parts[0];
