@@ -9,14 +9,11 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { buildApp } from 'fauxqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../src/api/app.ts';
 import { hashToken, loadConfig } from '../src/config/index.ts';
 import {
   type AuditRecord,
@@ -37,10 +34,8 @@ import { type Anchor, type ChainVerdict, verifyAuditChain } from '../src/ledger/
 import { type Db, openLedger, type Tx } from '../src/ledger/db.ts';
 import { Ledger } from '../src/ledger/ledger.ts';
 import { migrate } from '../src/ledger/migrate.ts';
-import { MappingRegistry } from '../src/map/registry.ts';
-import { Intake } from '../src/service/intake.ts';
+import { type ApiServer, startApi } from './support/intake.ts';
 import { PG_BASE, pgAdmin, revisionFixture, sha } from './support/ledger-inputs.ts';
-import { testConformance } from './support/profiles.ts';
 import { until } from './support/service-harness.ts';
 
 const root = new URL('../', import.meta.url).pathname;
@@ -511,14 +506,12 @@ destinations: [{ id: d1, type: file, directory: ./out, mapping: us-core-docref }
 
 describe('service audit records over HTTP', () => {
   const TOKENS = { intake: 'intake-token-a', auditor: 'auditor-token-a' };
-  let server: Server;
-  let base: string;
-  let ledger: Ledger;
+  let api: ApiServer;
 
   beforeAll(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sb-audit-http-'));
-    writeFileSync(
-      join(dir, 'config.yaml'),
+    api = await startApi(
+      dir,
       `store: pglite://./data
 auth:
   tokens:
@@ -532,33 +525,21 @@ destinations:
   - { id: archive, type: file, directory: ./out, mapping: us-core-docref }
 `,
     );
-    const config = await loadConfig(join(dir, 'config.yaml'), {});
-    ledger = await Ledger.open('pglite://memory');
-    const intake = new Intake({
-      config,
-      ledger,
-      mappings: new MappingRegistry(),
-      conformance: await testConformance(),
-    });
-    server = createApp({ config, intake, ledger }).listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     rmSync(dir, { recursive: true, force: true });
   }, 120_000);
 
   afterAll(async () => {
-    await new Promise((r) => server?.close(r));
-    await ledger?.close();
+    await api?.close();
   });
 
-  const last = async () => (await readAudit(ledger.db, 1, 100_000)).at(-1)!;
+  const last = async () => (await readAudit(api.ledger.db, 1, 100_000)).at(-1)!;
 
   it('records a refused envelope (code, tenant, hash, no content) and every status read', async () => {
     const dap = readFileSync(`${fixtures}envelopes/valid/dap-depression.json`, 'utf8');
     const changed = JSON.parse(dap);
     changed.note.sections[0].sentences[0].text += ' (changed, not re-signed)';
     const body = JSON.stringify(changed);
-    const res = await fetch(`${base}/v1/notes`, {
+    const res = await fetch(`${api.base}/v1/notes`, {
       method: 'POST',
       body,
       headers: { authorization: `Bearer ${TOKENS.intake}`, 'content-type': 'application/json' },
@@ -571,7 +552,7 @@ destinations:
       noteId: null,
       details: { code: 'SIGNATURE_INVALID', source: 'http', contentSha256: sha(body) },
     });
-    const garbage = await fetch(`${base}/v1/notes`, {
+    const garbage = await fetch(`${api.base}/v1/notes`, {
       method: 'POST',
       body: '{"not": "an envelope"',
       headers: { authorization: `Bearer ${TOKENS.intake}` },
@@ -585,7 +566,7 @@ destinations:
 
     expect(
       (
-        await fetch(`${base}/v1/notes`, {
+        await fetch(`${api.base}/v1/notes`, {
           method: 'POST',
           body: dap,
           headers: { authorization: `Bearer ${TOKENS.intake}` },
@@ -593,7 +574,7 @@ destinations:
       ).status,
     ).toBe(202);
     const { tenant, noteId } = JSON.parse(dap) as { tenant: string; noteId: string };
-    const read = await fetch(`${base}/v1/notes/${tenant}/${noteId}`, {
+    const read = await fetch(`${api.base}/v1/notes/${tenant}/${noteId}`, {
       headers: { authorization: `Bearer ${TOKENS.auditor}` },
     });
     expect(read.status).toBe(200);
@@ -604,12 +585,12 @@ destinations:
       noteId,
       details: { endpoint: 'GET /v1/notes/{tenant}/{noteId}', notes: [{ tenant, noteId }], status: 200 },
     });
-    const missing = await fetch(`${base}/v1/notes/${tenant}/no-such-note`, {
+    const missing = await fetch(`${api.base}/v1/notes/${tenant}/no-such-note`, {
       headers: { authorization: `Bearer ${TOKENS.auditor}` },
     });
     expect(missing.status).toBe(404);
     expect(await last()).toMatchObject({ action: 'read.phi', details: { notes: [], status: 404 } });
-    expect((await verifyAuditChain(ledger.db)).ok).toBe(true);
+    expect((await verifyAuditChain(api.ledger.db)).ok).toBe(true);
   });
 });
 

@@ -15,21 +15,16 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Ledger } from '../src/ledger/ledger.ts';
-import { type FhirTestServer, startFhirServer } from './support/fhir-server.ts';
-import { type MllpTestServer, startMllpServer } from './support/mllp-server.ts';
 import {
   fhirCounts,
-  freshDatabase,
   mllpByDocument,
   noteKey,
   OPERATOR_TOKEN,
-  type Queue,
   smallNote,
-  startQueue,
   startServe,
+  startServiceStack,
   tempDir,
   until,
-  writeServiceConfig,
 } from './support/service-harness.ts';
 
 const tmp = tempDir('sb-crash-');
@@ -53,13 +48,12 @@ type Rows = <T>(sql: string, params?: unknown[]) => Promise<T[]>;
 
 async function runScenario(s: Scenario): Promise<void> {
   const tag = s.name;
-  const db = s.pglite ? undefined : await freshDatabase(`crash_${tag}`);
-  const queue: Queue = await startQueue(`q-${tag}`);
-  const fhir: FhirTestServer = await startFhirServer();
-  const mllp: MllpTestServer = await startMllpServer({
+  const stack = await startServiceStack(s.pglite ? undefined : `crash_${tag}`, {
+    queue: `q-${tag}`,
     // No-answer case: the first message gets nothing back (the receiver stays silent).
-    script: (_m, i) => (s.hold && i === 0 ? [] : [{ ack: 'AA' }]),
+    mllp: { script: (_m, i) => (s.hold && i === 0 ? [] : [{ ack: 'AA' }]) },
   });
+  const { db, queue, fhir, mllp } = stack;
   if (s.hold) fhir.fault({ kind: 'delay', ms: 4_000, match: { method: 'POST' } });
   let ledger: Ledger | undefined;
   try {
@@ -74,14 +68,7 @@ async function runScenario(s: Scenario): Promise<void> {
     await queue.send(bodies);
     const dir = join(tmp.dir, tag);
     mkdirSync(dir);
-    const config = writeServiceConfig(dir, {
-      store: db ? db.url : 'pglite://./data',
-      queue,
-      keysFile,
-      fhirBaseUrl: fhir.baseUrl,
-      mllpPort: mllp.port,
-      visibilityTimeoutSeconds: 3,
-    });
+    const config = stack.writeConfig(dir, keysFile, { visibilityTimeoutSeconds: 3 });
 
     // First run: dies at the point.
     const first = startServe(config, s.fault ? { SCRIBE_BRIDGE_FAULT: s.fault } : {});
@@ -189,11 +176,8 @@ async function runScenario(s: Scenario): Promise<void> {
       expect(fhir.count('GET', 'DocumentReference')).toBeGreaterThanOrEqual(1);
     }
   } finally {
-    await fhir.close();
-    await mllp.close();
-    await queue.close();
     await ledger?.close();
-    await db?.drop();
+    await stack.close();
   }
 }
 

@@ -5,17 +5,14 @@
  * `Retry-After` → the next attempt not before it. (422 + OperationOutcome → rejected after one attempt with its
  * issue code is in service-delivery.int.test.ts.)
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Config, loadConfig } from '../src/config/index.ts';
+import type { Config } from '../src/config/index.ts';
 import { backoffCeilingMs } from '../src/deliver/backoff.ts';
-import { Ledger } from '../src/ledger/ledger.ts';
-import { MappingRegistry } from '../src/map/registry.ts';
-import { Intake } from '../src/service/intake.ts';
+import type { Ledger } from '../src/ledger/ledger.ts';
+import type { Intake } from '../src/service/intake.ts';
 import { DeliveryWorker } from '../src/service/worker.ts';
 import { type FhirTestServer, startFhirServer } from './support/fhir-server.ts';
-import { testConformance } from './support/profiles.ts';
+import { startIntake } from './support/intake.ts';
 import { noteKey, smallNote, tempDir, until } from './support/service-harness.ts';
 
 const RETRY = { maxAttempts: 10, initialDelayMs: 100, maxDelayMs: 5_000 };
@@ -30,8 +27,8 @@ beforeAll(async () => {
   fhir = await startFhirServer();
   const k = await noteKey(tmp.dir);
   key = k.key;
-  writeFileSync(
-    join(tmp.dir, 'config.yaml'),
+  ({ config, ledger, intake } = await startIntake(
+    tmp.dir,
     `store: pglite://./data
 tenants:
   - id: riverside-clinic
@@ -46,15 +43,7 @@ destinations:
     timeoutMs: 10000
     retry: { maxAttempts: ${RETRY.maxAttempts}, initialDelayMs: ${RETRY.initialDelayMs}, maxDelayMs: ${RETRY.maxDelayMs} }
 `,
-  );
-  config = await loadConfig(join(tmp.dir, 'config.yaml'), {});
-  ledger = await Ledger.open('pglite://memory');
-  intake = new Intake({
-    config,
-    ledger,
-    mappings: new MappingRegistry(),
-    conformance: await testConformance(),
-  });
+  ));
 }, 120_000);
 
 afterAll(async () => {

@@ -3,20 +3,14 @@
  * an OperationOutcome carrying the stable code; roles and tenant limits of bearer tokens are enforced (401/403);
  * note status shows per-destination deliveries; /healthz and /readyz answer.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../src/api/app.ts';
-import { hashToken, loadConfig } from '../src/config/index.ts';
+import { hashToken } from '../src/config/index.ts';
 import { peekJwsHeader, type SignatureAlg, signEnvelope } from '../src/contract/signature.ts';
-import { Ledger } from '../src/ledger/ledger.ts';
-import { MappingRegistry } from '../src/map/registry.ts';
-import { Intake } from '../src/service/intake.ts';
-import { testConformance } from './support/profiles.ts';
+import { type ApiServer, startApi } from './support/intake.ts';
 
 const fixtures = new URL('../fixtures/', import.meta.url).pathname;
 const TOKENS = {
@@ -25,14 +19,11 @@ const TOKENS = {
   auditor: 'auditor-token-1',
   harbor: 'harbor-intake-1',
 };
-let server: Server;
-let base: string;
-let ledger: Ledger;
+let api: ApiServer;
 
 beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sb-http-'));
-  writeFileSync(
-    join(dir, 'config.yaml'),
+  api = await startApi(
+    mkdtempSync(join(tmpdir(), 'sb-http-')),
     `store: pglite://./data
 auth:
   tokens:
@@ -54,26 +45,14 @@ destinations:
     mapping: us-core-docref
 `,
   );
-  const config = await loadConfig(join(dir, 'config.yaml'), {});
-  ledger = await Ledger.open('pglite://memory');
-  const intake = new Intake({
-    config,
-    ledger,
-    mappings: new MappingRegistry(),
-    conformance: await testConformance(),
-  });
-  server = createApp({ config, intake, ledger }).listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }, 120_000);
 
 afterAll(async () => {
-  await new Promise((r) => server.close(r));
-  await ledger.close();
+  await api.close();
 });
 
 const post = (body: string, token?: string) =>
-  fetch(`${base}/v1/notes`, {
+  fetch(`${api.base}/v1/notes`, {
     method: 'POST',
     body,
     headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
@@ -138,7 +117,7 @@ describe('HTTP API', () => {
     expect(await code(wrongRole)).toBe('FORBIDDEN');
     const otherTenant = await post(dap, TOKENS.harbor);
     expect(otherTenant.status).toBe(403);
-    const status = await fetch(`${base}/v1/notes/riverside-clinic/${JSON.parse(dap).noteId}`, {
+    const status = await fetch(`${api.base}/v1/notes/riverside-clinic/${JSON.parse(dap).noteId}`, {
       headers: { authorization: `Bearer ${TOKENS.operator}` },
     });
     expect(status.status).toBe(200);
@@ -146,19 +125,19 @@ describe('HTTP API', () => {
       revisions: Array<{ deliveries: Array<{ destination: string; state: string }> }>;
     };
     expect(body.revisions[0]!.deliveries[0]).toMatchObject({ destination: 'archive', state: 'pending' });
-    const missing = await fetch(`${base}/v1/notes/riverside-clinic/nope`, {
+    const missing = await fetch(`${api.base}/v1/notes/riverside-clinic/nope`, {
       headers: { authorization: `Bearer ${TOKENS.operator}` },
     });
     expect(missing.status).toBe(404);
-    const intakeReads = await fetch(`${base}/v1/notes/riverside-clinic/nope`, {
+    const intakeReads = await fetch(`${api.base}/v1/notes/riverside-clinic/nope`, {
       headers: { authorization: `Bearer ${TOKENS.intake}` },
     });
     expect(intakeReads.status).toBe(403);
   }, 60_000);
 
   it('answers health and readiness', async () => {
-    expect((await fetch(`${base}/healthz`)).status).toBe(200);
-    const ready = await fetch(`${base}/readyz`);
+    expect((await fetch(`${api.base}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${api.base}/readyz`);
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({ status: 'ready', checks: { ledger: true } });
   });

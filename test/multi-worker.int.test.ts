@@ -6,60 +6,43 @@
  * and the work spread — each process recorded deliveries (the ledger's attempt owners carry the process id).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FhirTestServer, startFhirServer } from './support/fhir-server.ts';
-import { type MllpTestServer, startMllpServer } from './support/mllp-server.ts';
 import {
   expectFhirCreatedOnce,
-  freshDatabase,
   lostAnswers,
   mllpByDocument,
   noteKey,
-  type Queue,
   type ServeProcess,
+  type ServiceStack,
   smallNote,
-  startQueue,
   startServe,
+  startServiceStack,
   tempDir,
   until,
-  writeServiceConfig,
 } from './support/service-harness.ts';
 
 const NOTES = 120;
 const AMENDMENTS = 30;
 const TOTAL = NOTES + AMENDMENTS;
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
-let queue: Queue;
-let fhir: FhirTestServer;
-let mllp: MllpTestServer;
+let stack: ServiceStack;
 const tmp = tempDir('sb-workers-');
 const workers: ServeProcess[] = [];
 
 beforeAll(async () => {
-  db = await freshDatabase('workers');
-  queue = await startQueue();
-  fhir = await startFhirServer();
-  mllp = await startMllpServer();
+  stack = await startServiceStack('workers');
 });
 
 afterAll(async () => {
   for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGKILL');
-  await fhir?.close();
-  await mllp?.close();
-  await queue?.close();
-  await db?.drop();
+  await stack?.close();
   tmp.remove();
 });
 
 describe('three worker processes, one PostgreSQL, one queue', () => {
   it('deliver every (note, revision) exactly once at each sink and share the work', async () => {
+    const { db, queue, fhir, mllp } = stack;
     const { key, keysFile } = await noteKey(tmp.dir);
-    const config = writeServiceConfig(tmp.dir, {
-      store: db.url,
-      queue,
-      keysFile,
-      fhirBaseUrl: fhir.baseUrl,
-      mllpPort: mllp.port,
+    const config = stack.writeConfig(tmp.dir, keysFile, {
       visibilityTimeoutSeconds: 20,
       // The destination's default concurrency, a cap across all workers: while it is saturated each claim takes
       // only a fair share (about concurrency / active workers), so all three processes get slots.

@@ -10,20 +10,16 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JsonValue } from '../src/contract/json.ts';
-import { type FhirTestServer, startFhirServer } from './support/fhir-server.ts';
-import { type MllpTestServer, startMllpServer } from './support/mllp-server.ts';
 import {
-  freshDatabase,
   INTAKE_TOKEN,
   noteKey,
   OPERATOR_TOKEN,
-  type Queue,
+  type ServiceStack,
   smallNote,
-  startQueue,
   startServe,
+  startServiceStack,
   tempDir,
   until,
-  writeServiceConfig,
 } from './support/service-harness.ts';
 
 const PREFIX = 'PHIQZ';
@@ -59,46 +55,40 @@ function withCanaries(n: number): (e: { [k: string]: JsonValue }) => void {
 /** What the MLLP receiver echoes back in its AE (as some EHRs do with the patient's name). */
 const echoed = canary('ECHO', 0);
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
-let queue: Queue;
-let fhir: FhirTestServer;
-let mllp: MllpTestServer;
+let stack: ServiceStack;
 const tmp = tempDir('sb-canary-svc-');
 
 beforeAll(async () => {
-  db = await freshDatabase('canary');
-  queue = await startQueue();
-  fhir = await startFhirServer();
-  mllp = await startMllpServer({
-    // AE (rejected, echoing PHI), AR then AA (retried), silence (ambiguous, resent with the same MSH-10), AA for the rest.
-    script: (_m, i) =>
-      i === 1
-        ? [
-            {
-              // A receiver that echoes PHI in its error text (MSA-3, ERR-8): scribe-bridge must not keep it.
-              ack: 'AE',
-              text: `Unknown patient ${echoed}`,
-              err: `ERR|||207^Application internal error^HL70357|E|||${echoed}`,
-            },
-          ]
-        : i === 2
-          ? [{ ack: 'AR' }]
-          : i === 3
-            ? []
-            : [{ ack: 'AA' }],
+  stack = await startServiceStack('canary', {
+    mllp: {
+      // AE (rejected, echoing PHI), AR then AA (retried), silence (ambiguous, resent with the same MSH-10), AA for the rest.
+      script: (_m, i) =>
+        i === 1
+          ? [
+              {
+                // A receiver that echoes PHI in its error text (MSA-3, ERR-8): scribe-bridge must not keep it.
+                ack: 'AE',
+                text: `Unknown patient ${echoed}`,
+                err: `ERR|||207^Application internal error^HL70357|E|||${echoed}`,
+              },
+            ]
+          : i === 2
+            ? [{ ack: 'AR' }]
+            : i === 3
+              ? []
+              : [{ ack: 'AA' }],
+    },
   });
 });
 
 afterAll(async () => {
-  await fhir?.close();
-  await mllp?.close();
-  await queue?.close();
-  await db?.drop();
+  await stack?.close();
   tmp.remove();
 });
 
 describe('PHI canary over the service', () => {
   it('leaves no canary in logs, metrics, dead-letter attributes or the ledger on any path', async () => {
+    const { db, queue, fhir, mllp } = stack;
     const { key, keysFile } = await noteKey(tmp.dir);
     // FHIR faults, taken in order by the POSTs: 422 rejection, two 503s, an answer lost after the write, a 429.
     fhir.fault({ kind: 'status', status: 422, issueCode: 'business-rule', match: { method: 'POST' } });
@@ -129,12 +119,7 @@ describe('PHI canary over the service', () => {
     });
     await queue.send([...good, amendment, conflict, tampered, badSchema]);
 
-    const config = writeServiceConfig(tmp.dir, {
-      store: db.url,
-      queue,
-      keysFile,
-      fhirBaseUrl: fhir.baseUrl,
-      mllpPort: mllp.port,
+    const config = stack.writeConfig(tmp.dir, keysFile, {
       visibilityTimeoutSeconds: 10,
       retry: '{ maxAttempts: 10, initialDelayMs: 100, maxDelayMs: 500 }',
     });

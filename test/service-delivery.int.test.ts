@@ -6,19 +6,18 @@
  * attempt with its issue code recorded; an answer lost after the EHR stored the write is settled by read-back,
  * not a second create; re-sending every envelope changes nothing; a note with blank sentences is delivered to all.
  */
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Config, loadConfig } from '../src/config/index.ts';
-import { Ledger } from '../src/ledger/ledger.ts';
-import { MappingRegistry } from '../src/map/registry.ts';
-import { Intake } from '../src/service/intake.ts';
+import type { Config } from '../src/config/index.ts';
+import type { Ledger } from '../src/ledger/ledger.ts';
+import type { Intake } from '../src/service/intake.ts';
 import { DeliveryWorker } from '../src/service/worker.ts';
 import { type FhirTestServer, startFhirServer } from './support/fhir-server.ts';
+import { startIntake } from './support/intake.ts';
 import { type MllpTestServer, startMllpServer } from './support/mllp-server.ts';
 import { queueableFixture } from './support/notes.ts';
-import { testConformance } from './support/profiles.ts';
 
 const fixtures = new URL('../fixtures/', import.meta.url).pathname;
 
@@ -34,8 +33,8 @@ beforeAll(async () => {
   mllp = await startMllpServer();
   const dir = mkdtempSync(join(tmpdir(), 'sb-deliver-'));
   outDir = join(dir, 'out');
-  writeFileSync(
-    join(dir, 'config.yaml'),
+  ({ config, ledger, intake } = await startIntake(
+    dir,
     `store: pglite://./data
 tenants:
   - id: riverside-clinic
@@ -59,15 +58,7 @@ destinations:
     directory: ./out
     mapping: fhir-document
 `,
-  );
-  config = await loadConfig(join(dir, 'config.yaml'), {});
-  ledger = await Ledger.open('pglite://memory');
-  intake = new Intake({
-    config,
-    ledger,
-    mappings: new MappingRegistry(),
-    conformance: await testConformance(),
-  });
+  ));
 }, 120_000);
 
 afterAll(async () => {

@@ -5,39 +5,28 @@
  * acknowledged without new deliveries; a conflict is recorded and never delivered; an amendment then a
  * retraction are rendered (the retraction re-sends the retracted revision, read back from the ledger).
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  CreateQueueCommand,
-  ReceiveMessageCommand,
-  SendMessageCommand,
-  SQSClient,
-} from '@aws-sdk/client-sqs';
-import { buildApp } from 'fauxqs';
+import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config/index.ts';
 import { SqsConsumer } from '../src/ingest/sqs.ts';
-import { Ledger } from '../src/ledger/ledger.ts';
-import { MappingRegistry } from '../src/map/registry.ts';
-import { Intake } from '../src/service/intake.ts';
+import type { Ledger } from '../src/ledger/ledger.ts';
+import type { Intake } from '../src/service/intake.ts';
+import { startIntake } from './support/intake.ts';
 import { queueableFixture } from './support/notes.ts';
-import { testConformance } from './support/profiles.ts';
+import { AWS_CREDENTIALS, type Queue, startQueue } from './support/service-harness.ts';
 
 const fixtures = new URL('../fixtures/', import.meta.url).pathname;
-const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
 
-let app: ReturnType<typeof buildApp>;
-let endpoint: string;
+let queue: Queue;
 let ledger: Ledger;
 let intake: Intake;
 
 beforeAll(async () => {
-  app = buildApp({ logger: false });
-  endpoint = await app.listen({ port: 0, host: '127.0.0.1' });
-  const dir = mkdtempSync(join(tmpdir(), 'sb-intake-'));
-  writeFileSync(
-    join(dir, 'config.yaml'),
+  queue = await startQueue('notes');
+  ({ ledger, intake } = await startIntake(
+    mkdtempSync(join(tmpdir(), 'sb-intake-')),
     `store: pglite://./data
 http: { host: 127.0.0.1, port: 8080 }
 auth:
@@ -64,27 +53,17 @@ destinations:
     directory: ./out
     mapping: fhir-document
 `,
-  );
-  const config = await loadConfig(join(dir, 'config.yaml'), {});
-  ledger = await Ledger.open('pglite://memory');
-  intake = new Intake({
-    config,
-    ledger,
-    mappings: new MappingRegistry(),
-    conformance: await testConformance(),
-  });
+  ));
 }, 120_000);
 
 afterAll(async () => {
   await ledger.close();
-  await app.close();
+  await queue.close();
 });
 
 describe('intake: queue → verify → render → ledger', () => {
   it('records a note from SQS in one transaction, then deletes the message; duplicates and conflicts are acknowledged', async () => {
-    const sqs = new SQSClient({ endpoint, region: 'us-east-1', credentials });
-    const queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: 'notes' }))).QueueUrl!;
-    const dlqUrl = (await sqs.send(new CreateQueueCommand({ QueueName: 'notes-dlq' }))).QueueUrl!;
+    const { sqs, queueUrl, dlqUrl, endpoint } = queue;
     const body = await queueableFixture('girpp-anxiety.json');
     const conflicting = await queueableFixture('girpp-anxiety.json', (e) => {
       const s = (e['note'] as { sections: Array<{ sentences: Array<{ text: string }> }> }).sections[0]!
@@ -104,7 +83,7 @@ describe('intake: queue → verify → render → ledger', () => {
         visibilityTimeoutSeconds: 60,
         waitTimeSeconds: 1,
         maxMessages: 1,
-        credentials,
+        credentials: AWS_CREDENTIALS,
       },
       async (bytes) => {
         const r = await intake.ingest(bytes, 'sqs');
@@ -120,7 +99,6 @@ describe('intake: queue → verify → render → ledger', () => {
       new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }),
     );
     expect(left.Messages ?? []).toEqual([]);
-    sqs.destroy();
 
     const status = await ledger.revisionStatus('riverside-clinic', JSON.parse(body).noteId);
     expect(status!.revisions).toHaveLength(1);

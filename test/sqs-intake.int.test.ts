@@ -5,14 +5,8 @@
  * resolved from S3; a transient failure leaves the message to come back; one bad message never blocks the others.
  */
 import { readFileSync } from 'node:fs';
-import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import {
-  CreateQueueCommand,
-  ReceiveMessageCommand,
-  SendMessageCommand,
-  SQSClient,
-} from '@aws-sdk/client-sqs';
-import { buildApp } from 'fauxqs';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../src/contract/artifacts.ts';
 import { loadJwksFile } from '../src/contract/signature.ts';
@@ -20,14 +14,10 @@ import { verifyEnvelope } from '../src/contract/verify.ts';
 import { ScribeError } from '../src/errors.ts';
 import { S3ObjectStore } from '../src/ingest/s3.ts';
 import { REASON_ATTRIBUTE, SqsConsumer, type SqsLogEvent } from '../src/ingest/sqs.ts';
+import { AWS_CREDENTIALS, type Queue, startQueue } from './support/service-harness.ts';
 
 const fixtures = new URL('../fixtures/', import.meta.url).pathname;
-const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
-let app: ReturnType<typeof buildApp>;
-let endpoint: string;
-let sqs: SQSClient;
-let queueUrl: string;
-let dlqUrl: string;
+let queue: Queue;
 let store: S3ObjectStore;
 
 /** dap-depression carries its artifacts inline, as the queue must (file: URIs are refused from the queue). */
@@ -36,39 +26,32 @@ function inlineEnvelope(name: string): string {
 }
 
 beforeAll(async () => {
-  app = buildApp({ logger: false });
-  endpoint = await app.listen({ port: 0, host: '127.0.0.1' });
-  sqs = new SQSClient({ endpoint, region: 'us-east-1', credentials });
-  queueUrl = (
-    await sqs.send(
-      new CreateQueueCommand({ QueueName: 'signed-notes', Attributes: { VisibilityTimeout: '30' } }),
-    )
-  ).QueueUrl!;
-  dlqUrl = (await sqs.send(new CreateQueueCommand({ QueueName: 'signed-notes-dlq' }))).QueueUrl!;
-  const s3 = new S3Client({ endpoint, region: 'us-east-1', credentials, forcePathStyle: true });
-  await s3.send(new CreateBucketCommand({ Bucket: 'claims' }));
+  queue = await startQueue('signed-notes', { VisibilityTimeout: '30' });
   const pointed = inlineEnvelope('dap-depression.json');
-  await s3.send(new PutObjectCommand({ Bucket: 'claims', Key: 'n/dap.json', Body: pointed }));
-  s3.destroy();
-  store = new S3ObjectStore({ region: 'us-east-1', endpoint, forcePathStyle: true, credentials });
+  await queue.s3.send(new PutObjectCommand({ Bucket: 'claims', Key: 'n/dap.json', Body: pointed }));
+  store = new S3ObjectStore({
+    region: 'us-east-1',
+    endpoint: queue.endpoint,
+    forcePathStyle: true,
+    credentials: AWS_CREDENTIALS,
+  });
 });
 
 afterAll(async () => {
   store.destroy();
-  sqs.destroy();
-  await app.close();
+  await queue.close();
 });
 
 /** The consumer against this file's queues and S3, retrying after 1 s. */
 const consumerOptions = () => ({
-  queueUrl,
+  queueUrl: queue.queueUrl,
   region: 'us-east-1',
-  endpoint,
-  deadLetterQueueUrl: dlqUrl,
+  endpoint: queue.endpoint,
+  deadLetterQueueUrl: queue.dlqUrl,
   visibilityTimeoutSeconds: 10,
   waitTimeSeconds: 1,
   objectStore: store,
-  credentials,
+  credentials: AWS_CREDENTIALS,
   retryDelaySeconds: () => 1,
 });
 
@@ -93,7 +76,7 @@ describe('SQS intake (fauxqs)', () => {
       transient: '{"transient": true}',
     };
     for (const body of Object.values(bodies))
-      await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body }));
+      await queue.sqs.send(new SendMessageCommand({ QueueUrl: queue.queueUrl, MessageBody: body }));
 
     const recorded: string[] = [];
     let transientSeen = 0;
@@ -127,9 +110,9 @@ describe('SQS intake (fauxqs)', () => {
     expect(recorded.filter((r) => r === dapId)).toHaveLength(2);
     expect(recorded).toContain('transient');
     expect(transientSeen).toBe(2);
-    const dlq = await sqs.send(
+    const dlq = await queue.sqs.send(
       new ReceiveMessageCommand({
-        QueueUrl: dlqUrl,
+        QueueUrl: queue.dlqUrl,
         MaxNumberOfMessages: 10,
         MessageAttributeNames: ['All'],
         WaitTimeSeconds: 1,
@@ -147,8 +130,8 @@ describe('SQS intake (fauxqs)', () => {
         expect(a.StringValue).toMatch(/^[A-Z_]+$|^[0-9a-f-]+$/);
     }
     // The main queue is drained.
-    const left = await sqs.send(
-      new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }),
+    const left = await queue.sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: queue.queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }),
     );
     expect(left.Messages ?? []).toEqual([]);
     expect(events.filter((e) => e.event === 'sqs.retry-later')).toHaveLength(1);
@@ -164,7 +147,7 @@ describe('SQS intake (fauxqs)', () => {
       sha256: 'a'.repeat(64),
       extra: true,
     });
-    await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body }));
+    await queue.sqs.send(new SendMessageCommand({ QueueUrl: queue.queueUrl, MessageBody: body }));
     let attempts = 0;
     const consumer = new SqsConsumer(
       {
@@ -179,9 +162,9 @@ describe('SQS intake (fauxqs)', () => {
     while (attempts < 2 && rounds++ < 10) await consumer.pollOnce();
     await consumer.stop();
     expect(attempts).toBe(2);
-    const dlq = await sqs.send(
+    const dlq = await queue.sqs.send(
       new ReceiveMessageCommand({
-        QueueUrl: dlqUrl,
+        QueueUrl: queue.dlqUrl,
         MaxNumberOfMessages: 10,
         MessageAttributeNames: ['All'],
       }),

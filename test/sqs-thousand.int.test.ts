@@ -12,21 +12,17 @@ import { createHash } from 'node:crypto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REASON_ATTRIBUTE } from '../src/ingest/sqs.ts';
-import { type FhirTestServer, startFhirServer } from './support/fhir-server.ts';
-import { type MllpTestServer, startMllpServer } from './support/mllp-server.ts';
 import { testKey } from './support/notes.ts';
 import {
   expectFhirCreatedOnce,
-  freshDatabase,
   mllpByDocument,
   noteKey,
-  type Queue,
+  type ServiceStack,
   smallNote,
-  startQueue,
   startServe,
+  startServiceStack,
   tempDir,
   until,
-  writeServiceConfig,
 } from './support/service-harness.ts';
 
 const SOAK = process.env['SCRIBE_BRIDGE_SOAK'] === '1';
@@ -35,24 +31,15 @@ const AMENDMENTS = Math.round(TOTAL / 10);
 const NOTES = TOTAL - AMENDMENTS;
 const POINTERS = Math.round(TOTAL / 20);
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
-let queue: Queue;
-let fhir: FhirTestServer;
-let mllp: MllpTestServer;
+let stack: ServiceStack;
 const tmp = tempDir('sb-thousand-');
 
 beforeAll(async () => {
-  db = await freshDatabase('thousand');
-  queue = await startQueue();
-  fhir = await startFhirServer();
-  mllp = await startMllpServer();
+  stack = await startServiceStack('thousand');
 });
 
 afterAll(async () => {
-  await fhir?.close();
-  await mllp?.close();
-  await queue?.close();
-  await db?.drop();
+  await stack?.close();
   tmp.remove();
 });
 
@@ -62,6 +49,7 @@ describe(`${TOTAL} notes through SQS to FHIR and MLLP`, () => {
   it(
     'delivers every (note, revision) exactly once at each sink, drains the queue, dead-letters poison with reasons',
     async () => {
+      const { db, queue, fhir, mllp } = stack;
       const { key, keysFile } = await noteKey(tmp.dir);
       const ids = Array.from({ length: NOTES }, (_, i) => `bulk-${String(i).padStart(5, '0')}`);
       const bodies: string[] = [];
@@ -110,12 +98,7 @@ describe(`${TOTAL} notes through SQS to FHIR and MLLP`, () => {
       for (const m of messages) expect(Buffer.byteLength(m)).toBeLessThan(256 * 1024);
       await queue.send(messages);
 
-      const config = writeServiceConfig(tmp.dir, {
-        store: db.url,
-        queue,
-        keysFile,
-        fhirBaseUrl: fhir.baseUrl,
-        mllpPort: mllp.port,
+      const config = stack.writeConfig(tmp.dir, keysFile, {
         visibilityTimeoutSeconds: 30,
         concurrency: 8,
         // Generous: this shared 2-core machine is busy; an answer later than this is ambiguous (and still settled).

@@ -23,8 +23,8 @@ import pg from 'pg';
 import { expect } from 'vitest';
 import { hashToken } from '../../src/config/index.ts';
 import type { JsonValue } from '../../src/contract/json.ts';
-import type { FhirTestServer } from './fhir-server.ts';
-import type { MllpTestServer } from './mllp-server.ts';
+import { type FhirTestServer, startFhirServer } from './fhir-server.ts';
+import { type MllpTestServer, startMllpServer } from './mllp-server.ts';
 import { envelopeJson, signed, type TestKey, testKey } from './notes.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -36,7 +36,8 @@ export const AWS_ENV = {
   AWS_SECRET_ACCESS_KEY: 'test',
   AWS_REGION: 'us-east-1',
 } as const;
-const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
+/** The credentials fauxqs takes (any will do), for the SDK clients the tests make themselves. */
+export const AWS_CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
 
 export async function until<T>(
   f: () => Promise<T | undefined | false>,
@@ -68,13 +69,23 @@ export interface Queue {
   close(): Promise<void>;
 }
 
-export async function startQueue(name = 'signed-notes'): Promise<Queue> {
+/**
+ * A fauxqs server with the queue `name` (created with `attributes`, if any), its dead-letter queue `<name>-dlq`
+ * and the claim-check bucket.
+ */
+export async function startQueue(name = 'signed-notes', attributes?: Record<string, string>): Promise<Queue> {
   const app = buildApp({ logger: false });
   const endpoint = await app.listen({ port: 0, host: '127.0.0.1' });
-  const sqs = new SQSClient({ endpoint, region: 'us-east-1', credentials });
-  const queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: name }))).QueueUrl!;
+  const sqs = new SQSClient({ endpoint, region: 'us-east-1', credentials: AWS_CREDENTIALS });
+  const queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: attributes })))
+    .QueueUrl!;
   const dlqUrl = (await sqs.send(new CreateQueueCommand({ QueueName: `${name}-dlq` }))).QueueUrl!;
-  const s3 = new S3Client({ endpoint, region: 'us-east-1', credentials, forcePathStyle: true });
+  const s3 = new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    credentials: AWS_CREDENTIALS,
+    forcePathStyle: true,
+  });
   const bucket = 'claims';
   await s3.send(new CreateBucketCommand({ Bucket: bucket }));
   const depth = async (url = queueUrl) => {
@@ -165,6 +176,88 @@ export async function freshDatabase(
       await a.query(`drop database if exists ${name} with (force)`);
       await a.end();
     },
+  };
+}
+
+/** What `serve` runs against in the service tests: its database, its queue, a FHIR server and an MLLP receiver. */
+export interface ServiceStack<D extends Database | undefined = Database> {
+  /** The fresh PostgreSQL database (undefined when the test runs the service on PGlite). */
+  readonly db: D;
+  readonly queue: Queue;
+  readonly fhir: FhirTestServer;
+  readonly mllp: MllpTestServer;
+  /**
+   * Writes `serve`'s config to `dir` (writeServiceConfig) for this stack: its database (PGlite in `dir` without
+   * one), its queue, and the FHIR and MLLP destinations at its servers.
+   */
+  writeConfig(dir: string, keysFile: string, options?: StackConfigOptions): string;
+  /** Closes the FHIR server, the MLLP receiver and the queue, then drops the database. */
+  close(): Promise<void>;
+}
+
+/** The config options a stack does not fix. */
+export type StackConfigOptions = Omit<
+  ServiceConfigOptions,
+  'store' | 'queue' | 'keysFile' | 'fhirBaseUrl' | 'mllpPort'
+>;
+
+export interface ServiceStackOptions {
+  /** The queue's name (startQueue's default otherwise). */
+  readonly queue?: string;
+  /** How the MLLP receiver answers (AA to everything otherwise). */
+  readonly mllp?: Parameters<typeof startMllpServer>[0];
+}
+
+/**
+ * Starts, in this order, a fresh database named after `database` (none when undefined), a queue, a FHIR server
+ * and an MLLP receiver. When one fails to start, those already started are closed again.
+ */
+export async function startServiceStack(
+  database: string,
+  options?: ServiceStackOptions,
+): Promise<ServiceStack>;
+export async function startServiceStack(
+  database: string | undefined,
+  options?: ServiceStackOptions,
+): Promise<ServiceStack<Database | undefined>>;
+export async function startServiceStack(
+  database: string | undefined,
+  options: ServiceStackOptions = {},
+): Promise<ServiceStack<Database | undefined>> {
+  let db: Database | undefined;
+  let queue: Queue | undefined;
+  let fhir: FhirTestServer | undefined;
+  let mllp: MllpTestServer | undefined;
+  const close = async () => {
+    await fhir?.close();
+    await mllp?.close();
+    await queue?.close();
+    await db?.drop();
+  };
+  try {
+    db = database === undefined ? undefined : await freshDatabase(database);
+    queue = await startQueue(options.queue);
+    fhir = await startFhirServer();
+    mllp = await startMllpServer(options.mllp);
+  } catch (e) {
+    await close().catch(() => undefined);
+    throw e;
+  }
+  return {
+    db,
+    queue,
+    fhir,
+    mllp,
+    writeConfig: (dir, keysFile, o = {}) =>
+      writeServiceConfig(dir, {
+        store: db?.url ?? 'pglite://./data',
+        queue,
+        keysFile,
+        fhirBaseUrl: fhir.baseUrl,
+        mllpPort: mllp.port,
+        ...o,
+      }),
+    close,
   };
 }
 
