@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ScribeError } from '../src/errors.ts';
 import { auditHash, GENESIS_HASH, readAudit } from '../src/ledger/audit.ts';
-import { type Db, openLedger, type Tx } from '../src/ledger/db.ts';
+import { type Db, initPgliteInChild, isPgliteCluster, openLedger, type Tx } from '../src/ledger/db.ts';
 import { claimDue as claimDueTx, recordAttempt as recordAttemptTx } from '../src/ledger/deliveries.ts';
 import { LOCK_FILE } from '../src/ledger/dir-lock.ts';
 import { Ledger } from '../src/ledger/ledger.ts';
@@ -57,7 +57,10 @@ describe.each(['pglite', 'postgres'] as const)('ledger on %s', (kind) => {
       url = `${PG_BASE}/${dbName}`;
     }
     db = await openLedger(url);
-    expect((await migrate(db)).applied).toEqual(loadMigrations().map((m) => m.version));
+    // A new PGlite directory comes migrated (its child process did it); a new PostgreSQL database is migrated here.
+    expect((await migrate(db)).applied).toEqual(
+      kind === 'pglite' ? [] : loadMigrations().map((m) => m.version),
+    );
     ledger = open(db);
   });
 
@@ -669,6 +672,39 @@ describe.each(['pglite', 'postgres'] as const)('ledger on %s', (kind) => {
       await down.close();
     }
   });
+
+  only('pglite', it)(
+    'creates and migrates a new data directory in a child process, and a failed child leaves it untouched',
+    async () => {
+      const fresh = mkdtempSync(join(tmpdir(), 'sb-pglite-new-'));
+      const other = mkdtempSync(join(tmpdir(), 'sb-pglite-new-'));
+      try {
+        expect(isPgliteCluster(fresh)).toBe(false);
+        expect(await initPgliteInChild(fresh)).toBe(true);
+        expect(isPgliteCluster(fresh)).toBe(true);
+        // The child applied every migration: opening the directory here finds nothing left to do.
+        const opened = await openLedger(`pglite://${fresh}`);
+        try {
+          expect(await migrate(opened)).toEqual({ applied: [], current: loadMigrations().at(-1)!.version });
+        } finally {
+          await opened.close();
+        }
+        // A child that cannot start reports false and writes nothing; openLedger then still opens the directory.
+        expect(await initPgliteInChild(other, { execPath: join(other, 'no-such-node') })).toBe(false);
+        expect(isPgliteCluster(other)).toBe(false);
+        const second = await openLedger(`pglite://${other}`);
+        try {
+          expect((await migrate(second)).applied).toEqual([]);
+        } finally {
+          await second.close();
+        }
+      } finally {
+        rmSync(fresh, { recursive: true, force: true });
+        rmSync(other, { recursive: true, force: true });
+      }
+    },
+    60_000,
+  );
 
   only('pglite', it)('locks the data directory against a second open', async () => {
     const err = await openLedger(url).then(

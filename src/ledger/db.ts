@@ -13,9 +13,12 @@
  * Transactions run at READ COMMITTED with explicit locks (see docs in ledger.ts); deadlocks and serialization
  * failures are retried a few times, since every transaction function here touches only the database.
  */
+
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import { ScribeError } from '../errors.ts';
@@ -100,8 +103,48 @@ export const PGLITE_START_PARAMS: readonly string[] = [
   'shared_buffers=16MB',
 ];
 
+const pgliteOptions = () => ({ parsers: { [INT8_OID]: parseInt8 }, startParams: [...PGLITE_START_PARAMS] });
+
+/** Whether `dir` already holds a PostgreSQL cluster (initdb writes PG_VERSION). */
+export function isPgliteCluster(dir: string): boolean {
+  return existsSync(join(dir, 'PG_VERSION'));
+}
+
+/**
+ * Creates and migrates the cluster of a new PGlite data directory in a short-lived child process
+ * (src/ledger/pglite-init.ts). WebAssembly memory grows but never shrinks, and creating a cluster and running
+ * the migrations on it grows PGlite's to several hundred MB that the service would then keep for as long as it
+ * runs: measured with PGlite 0.5, a process that creates and migrates a directory is ~685 MB resident afterwards,
+ * one that opens the same directory once it exists ~210 MB. Resolves false when the child failed; the caller
+ * then does the work itself, as before (the same result at the larger footprint, never a failed start). The
+ * caller holds the directory's lock throughout. A child killed half-way leaves what an interrupted in-process
+ * initdb left before.
+ */
+export function initPgliteInChild(
+  dir: string,
+  opts: { execPath?: string; timeoutMs?: number } = {},
+): Promise<boolean> {
+  const script = fileURLToPath(new URL('./pglite-init.ts', import.meta.url));
+  return new Promise((done) => {
+    execFile(
+      opts.execPath ?? process.execPath,
+      [script, dir],
+      { timeout: opts.timeoutMs ?? 120_000 },
+      (err) => done(err === null && isPgliteCluster(dir)),
+    );
+  });
+}
+
+/**
+ * Opens a PGlite data directory WITHOUT its lock: only for the init child (pglite-init.ts), which runs while its
+ * parent holds the lock. Everything else opens through `openLedger`.
+ */
+export async function openPgliteUnderParentLock(dir: string): Promise<Db> {
+  return pgliteDb(await PGlite.create(dir, pgliteOptions()), `pglite://${dir}`, undefined);
+}
+
 async function openPglite(rest: string): Promise<Db> {
-  const options = { parsers: { [INT8_OID]: parseInt8 }, startParams: [...PGLITE_START_PARAMS] };
+  const options = pgliteOptions();
   if (rest === 'memory') return pgliteDb(await PGlite.create(options), 'pglite://memory', undefined);
   if (!isAbsolute(rest)) {
     // Relative paths are resolved by the config loader (relative to the config file), never against the cwd.
@@ -111,6 +154,8 @@ async function openPglite(rest: string): Promise<Db> {
   mkdirSync(dir, { recursive: true });
   const lock = lockDataDir(dir);
   try {
+    // A new directory is created and migrated by a child process, so that WebAssembly memory is not kept here.
+    if (!isPgliteCluster(dir)) await initPgliteInChild(dir);
     return pgliteDb(await PGlite.create(dir, options), `pglite://${dir}`, lock);
   } catch (e) {
     lock.release();
