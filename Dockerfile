@@ -11,7 +11,7 @@ FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production
 # V8's young generation capped at 2 × 8 MB (Node 24's default grows it to 2 × 32 MB on this kind of host):
 # measured with `npm run bench -- service postgres`, the service starts ~60–100 MB smaller and peaks ~30–70 MB
-# lower at the same CPU per note. Capping the old generation as well costs 30–50% throughput (BENCHMARKS.md).
+# lower at the same CPU per note. Capping the old generation as well costs 30–50% throughput (README, Performance).
 ENV NODE_OPTIONS=--max-semi-space-size=8
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
