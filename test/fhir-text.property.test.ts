@@ -1,6 +1,7 @@
 /**
- * Sentence text in FHIR, proven: for arbitrary sentence text and names (markup, entities, quotes, line breaks,
- * TAB, any Unicode, empty and blank), each shipped FHIR mapping renders a note that passes the per-note check;
+ * Sentence text in FHIR, proven: for arbitrary sentence text, names and organization name (markup, entities,
+ * quotes, line breaks, TAB, any Unicode, empty and blank — a blank string is left out of FHIR output like an empty
+ * one), each shipped FHIR mapping renders a note that passes the per-note check;
  * in the Bundle forms each sentence with text has its own Composition element whose narrative is well-formed
  * XHTML and, read back by an independent XML parser (fast-xml-parser), is exactly the signed text (XML
  * normalises CRLF and CR to LF, so line breaks compare normalised); a blank sentence has no element; and the
@@ -46,7 +47,8 @@ const text = fc
     { maxLength: 10 },
   )
   .map((parts) => parts.join('').replace(FORBIDDEN, ' '));
-const name = text.map((t) => t.replace(/[\r\n]/g, ' ').trim()).filter((t) => /\S/.test(t) || t === '');
+/** Names and other single-line strings, blank ones included (the envelope allows them). */
+const name = text.map((t) => t.replace(/[\r\n]/g, ' '));
 const lines = (s: string) => s.replace(/\r\n|\r/g, '\n');
 const NON_BLANK = /\S/;
 
@@ -75,43 +77,50 @@ describe('sentence text in the FHIR mappings (independent XML parser)', () => {
       (id) => registry.get(id),
     );
     fc.assert(
-      fc.property(fc.array(text, { minLength: 3, maxLength: 3 }), name, name, (texts, family, given) => {
-        const note: VerifiedNote = {
-          ...base,
-          envelope: {
-            ...base.envelope,
-            patient: {
-              ...base.envelope.patient,
-              name: { ...(family ? { family } : {}), given: given ? [given] : [] },
+      fc.property(
+        fc.array(text, { minLength: 3, maxLength: 3 }),
+        name,
+        name,
+        name,
+        (texts, family, given, org) => {
+          const note: VerifiedNote = {
+            ...base,
+            envelope: {
+              ...base.envelope,
+              patient: {
+                ...base.envelope.patient,
+                name: { family, given: [given] },
+              },
+              organization: { ...base.envelope.organization, name: org },
             },
-          },
-          sentences: base.sentences.map((s, i) => ({ ...s, text: texts[i]! })),
-        };
-        for (const mapping of [transaction!, document!]) {
-          const r = render(mapping, { note });
-          conformance.check(r);
-          const entries = (r.value as { entry: Entry[] }).entry;
-          const composition = entries.find((e) => e.resource.resourceType === 'Composition')!.resource;
-          const elements = new Map(
-            (composition.section ?? []).flatMap((s) => (s.section ?? []).map((x) => [x.id, x.text.div])),
-          );
-          for (const s of note.sentences) {
-            const div = elements.get(`sentence-${s.id}`);
-            if (!NON_BLANK.test(s.text)) {
-              expect(div).toBeUndefined();
-              continue;
+            sentences: base.sentences.map((s, i) => ({ ...s, text: texts[i]! })),
+          };
+          for (const mapping of [transaction!, document!]) {
+            const r = render(mapping, { note });
+            conformance.check(r);
+            const entries = (r.value as { entry: Entry[] }).entry;
+            const composition = entries.find((e) => e.resource.resourceType === 'Composition')!.resource;
+            const elements = new Map(
+              (composition.section ?? []).flatMap((s) => (s.section ?? []).map((x) => [x.id, x.text.div])),
+            );
+            for (const s of note.sentences) {
+              const div = elements.get(`sentence-${s.id}`);
+              if (!NON_BLANK.test(s.text)) {
+                expect(div).toBeUndefined();
+                continue;
+              }
+              expect(XMLValidator.validate(div!)).toBe(true);
+              const parsed = xml.parse(div!) as { div: { '#text'?: string } };
+              expect(parsed.div['#text'] ?? '').toBe(lines(s.text));
             }
-            expect(XMLValidator.validate(div!)).toBe(true);
-            const parsed = xml.parse(div!) as { div: { '#text'?: string } };
-            expect(parsed.div['#text'] ?? '').toBe(lines(s.text));
           }
-        }
-        const plain = render(docref!, { note });
-        conformance.check(plain);
-        const attachment = (plain.value as Entry['resource']).content![0]!.attachment;
-        const decoded = Buffer.from(attachment.data, 'base64').toString('utf8');
-        for (const t of texts) expect(decoded).toContain(t);
-      }),
+          const plain = render(docref!, { note });
+          conformance.check(plain);
+          const attachment = (plain.value as Entry['resource']).content![0]!.attachment;
+          const decoded = Buffer.from(attachment.data, 'base64').toString('utf8');
+          for (const t of texts) expect(decoded).toContain(t);
+        },
+      ),
       { numRuns: RUNS },
     );
   }, 600_000);

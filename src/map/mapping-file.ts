@@ -315,6 +315,9 @@ export function compileMapping(bytes: Uint8Array, file: string, readImport: Read
     (node: unknown, path: (string | number)[], extra: readonly string[] = []) =>
       compileTemplate(node, path, { ...src, locate }, [...ROOT_VARS, ...extra]);
   const compile = compileAt(parsed.locate);
+  // FHIR output leaves out blank strings as well as empty ones (a FHIR string needs non-whitespace content).
+  const compileOutput = (node: unknown, path: (string | number)[]) =>
+    compileTemplate(node, path, { ...src, omitBlank: m.format === 'fhir' }, ROOT_VARS);
 
   const renderings = new Map<string, CompiledRendering>();
   for (const [rname, spec, locate] of renderingSpecs) {
@@ -360,7 +363,7 @@ export function compileMapping(bytes: Uint8Array, file: string, readImport: Read
 
   const output: Partial<Record<LifecycleMode, Render>> = {};
   for (const mode of ['new', 'amendment', 'retraction'] as const) {
-    if (m.output[mode] !== undefined) output[mode] = compile(m.output[mode], ['output', mode]);
+    if (m.output[mode] !== undefined) output[mode] = compileOutput(m.output[mode], ['output', mode]);
   }
   const request: Partial<Record<LifecycleMode, CompiledRequest>> = {};
   for (const mode of ['new', 'amendment', 'retraction'] as const) {

@@ -43,7 +43,14 @@ export interface TemplateSource {
   readonly tables: Tables;
   readonly partials: Readonly<Record<string, PartialDef>>;
   readonly locate: Locate;
+  /**
+   * Leave out a string value with no non-whitespace character, as an empty one is (FHIR output: a FHIR string
+   * needs some non-whitespace content). Otherwise only the empty string is left out (HL7 fields, text renderings).
+   */
+  readonly omitBlank?: boolean;
 }
+
+const NON_BLANK = /\S/;
 
 /** FHIRPath environment variables fhirpath.js itself defines. */
 const BUILTIN_VARS = new Set(['ucum', 'context', 'resource', 'rootResource', 'sct', 'loinc', 'factory']);
@@ -171,12 +178,15 @@ function compileString(text: string, path: (string | number)[], src: TemplateSou
     return () => constant;
   }
   const where = src.locate(path);
+  const nothing = src.omitBlank
+    ? (v: unknown) => typeof v === 'string' && !NON_BLANK.test(v)
+    : (v: unknown) => v === '';
   if (parts.length === 1) {
     const expr = parts[0] as CompiledExpr;
     return (vars) => {
       const c = expr.evaluate(vars);
       if (c.length === 0) return OMIT;
-      if (c.length === 1) return c[0] === '' ? OMIT : c[0];
+      if (c.length === 1) return nothing(c[0]) ? OMIT : c[0];
       return c;
     };
   }
@@ -211,7 +221,7 @@ function compileString(text: string, path: (string | number)[], src: TemplateSou
         out += String(v);
       }
     }
-    return out === '' ? OMIT : out;
+    return nothing(out) ? OMIT : out;
   };
 }
 
