@@ -16,6 +16,7 @@ import { loadMappingFile } from '../src/map/mapping-file.ts';
 import { probeNotes } from '../src/map/probes.ts';
 import { MappingRegistry } from '../src/map/registry.ts';
 import { testConformance } from './support/profiles.ts';
+import { runs } from './support/runs.ts';
 
 describe('conformance gate', () => {
   it.each(['us-core-docref', 'fhir-transaction', 'fhir-document'])(
@@ -125,7 +126,7 @@ describe('conformance gate', () => {
         })();
         if (full === 'refused') expect(fast, `${path.join('.')} = ${JSON.stringify(bad)}`).toBe('refused');
       }),
-      { numRuns: Number(process.env['SB_CONFORMANCE_RUNS'] ?? 150) },
+      { numRuns: runs(Number(process.env['SB_CONFORMANCE_RUNS'] ?? 150)) },
     );
   }, 300_000);
 });

@@ -16,6 +16,7 @@ import { render } from '../src/map/engine.ts';
 import { MappingRegistry } from '../src/map/registry.ts';
 import { bytesOf, envelopeJson, signed } from './support/notes.ts';
 import { testConformance } from './support/profiles.ts';
+import { runs } from './support/runs.ts';
 
 const RUNS = Number(process.env['SB_FHIR_TEXT_RUNS'] ?? 300);
 const FORBIDDEN = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/g;
@@ -121,7 +122,7 @@ describe('sentence text in the FHIR mappings (independent XML parser)', () => {
           for (const t of texts) expect(decoded).toContain(t);
         },
       ),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   }, 600_000);
 });

@@ -5,6 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { fieldRepetitions, fieldText, obxLines, parseEr7, segmentsNamed } from './support/hl7-parse.ts';
+import { runs } from './support/runs.ts';
 
 const MSH =
   'MSH|^~\\&|SCRIBE-BRIDGE|RIVERSIDE|EHR|HOSP|20261120164512||MDM^T02^MDM_T02|SB7Q2M4K9X3HZ5W8N1PD|P|2.5.1|||AL|NE||UNICODE UTF-8';
@@ -142,7 +143,7 @@ describe('parseEr7 inverts a straightforward escaper (self-check of the wrapper)
         expect(fieldText(obx!, 11)).toBe('F');
         expect(fieldText(z!, 1)).toBe(b);
       }),
-      { numRuns: 2000 },
+      { numRuns: runs(2000) },
     );
   });
 });

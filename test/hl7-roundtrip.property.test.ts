@@ -16,6 +16,7 @@ import { MappingRegistry } from '../src/map/registry.ts';
 import { Conformance } from '../src/validate/conformance.ts';
 import { fieldText, obxLines, parseEr7, segmentsNamed } from './support/hl7-parse.ts';
 import { bytesOf, envelopeJson, signed } from './support/notes.ts';
+import { runs } from './support/runs.ts';
 
 const RUNS = Number(process.env['SB_HL7_RUNS'] ?? 10_000);
 const FORBIDDEN = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/g;
@@ -84,7 +85,7 @@ describe('MDM escaping round trip (independent parser)', () => {
           for (const t of texts) expect(`${decoded}\n`).toContain(lines(t));
         },
       ),
-      { numRuns: RUNS },
+      { numRuns: runs(RUNS) },
     );
   }, 600_000);
 });

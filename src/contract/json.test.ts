@@ -1,6 +1,7 @@
 import { type AnyNode, parse as momoaParse } from '@humanwhocodes/momoa';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { runs } from '../../test/support/runs.ts';
 import type { ScribeError } from '../errors.ts';
 import { formatPath, parseStrictJson } from './json.ts';
 
@@ -89,7 +90,7 @@ describe('parseStrictJson', () => {
         if (duplicate && !surrogate) expect(got).toBe('ENVELOPE_DUPLICATE_MEMBER');
         if (surrogate && !duplicate) expect(got).toBe('ENVELOPE_JSON');
       }),
-      { numRuns: 500 },
+      { numRuns: runs(500) },
     );
   });
 

@@ -7,6 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { bytesOf, envelopeJson, jwksOf, signed, testKey } from '../../test/support/notes.ts';
+import { runs } from '../../test/support/runs.ts';
 import { ScribeError } from '../errors.ts';
 import type { JsonValue } from './json.ts';
 import { canonicalJson, signedContent, verifyDetachedJws } from './signature.ts';
@@ -38,7 +39,7 @@ describe('canonical JSON (RFC 8785)', () => {
         const text = reserialize(value as JsonValue, rand, ['', ' ', '\n', '\t', '  \r\n ']);
         expect(canonicalJson(JSON.parse(text))).toBe(canonicalJson(value));
       }),
-      { numRuns: 500 },
+      { numRuns: runs(500) },
     );
   });
 
@@ -69,7 +70,7 @@ describe('signature', () => {
           expect((err as ScribeError).code).toBe('SIGNATURE_INVALID');
         },
       ),
-      { numRuns: 300 },
+      { numRuns: runs(300) },
     );
   });
 
@@ -91,7 +92,7 @@ describe('signature', () => {
           expect(err).toBeInstanceOf(ScribeError);
         },
       ),
-      { numRuns: 300 },
+      { numRuns: runs(300) },
     );
   });
 });
@@ -104,7 +105,7 @@ describe('verification never throws anything but ScribeError', () => {
         const err = await verifyEnvelope(bytes, { keys: jwks }).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(ScribeError);
       }),
-      { numRuns: 300 },
+      { numRuns: runs(300) },
     );
   });
 
@@ -148,7 +149,7 @@ describe('verification never throws anything but ScribeError', () => {
           if (result !== 'ok') expect(result).toBeInstanceOf(ScribeError);
         },
       ),
-      { numRuns: 400 },
+      { numRuns: runs(400) },
     );
   });
 });

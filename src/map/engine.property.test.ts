@@ -5,6 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { envelopeJson, jwksOf, signed, testKey } from '../../test/support/notes.ts';
+import { runs } from '../../test/support/runs.ts';
 import type { JsonValue } from '../contract/json.ts';
 import { verifyEnvelope } from '../contract/verify.ts';
 import { render } from './engine.ts';
@@ -45,7 +46,7 @@ describe('mapping determinism', () => {
           expect(render(m, { note }).body).toBe(expected[i]);
         });
       }),
-      { numRuns: 60 },
+      { numRuns: runs(60) },
     );
   });
 
@@ -65,7 +66,7 @@ describe('mapping determinism', () => {
           });
         }
       }),
-      { numRuns: 10 },
+      { numRuns: runs(10) },
     );
   });
 

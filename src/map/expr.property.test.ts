@@ -5,6 +5,7 @@
 import fc from 'fast-check';
 import fhirpath from 'fhirpath';
 import { describe, expect, it } from 'vitest';
+import { runs } from '../../test/support/runs.ts';
 import { compileExpr, type Tables, userInvocationTable } from './expr.ts';
 
 const tables: Tables = {
@@ -80,7 +81,7 @@ describe('FHIRPath fast subset', () => {
         );
         expect(ours, expr).toEqual(theirs);
       }),
-      { numRuns: 5000 },
+      { numRuns: runs(5000) },
     );
   });
 
