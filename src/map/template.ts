@@ -52,6 +52,13 @@ export interface TemplateSource {
 
 const NON_BLANK = /\S/;
 
+/** A string with no non-whitespace character. Most values start with a printable ASCII character: no regex then. */
+function isBlank(v: unknown): boolean {
+  if (typeof v !== 'string') return false;
+  const c = v.charCodeAt(0);
+  return !(c > 32 && c < 127) && !NON_BLANK.test(v);
+}
+
 /** FHIRPath environment variables fhirpath.js itself defines. */
 const BUILTIN_VARS = new Set(['ucum', 'context', 'resource', 'rootResource', 'sct', 'loinc', 'factory']);
 const DIRECTIVES = new Set(['$for', '$as', '$each', '$index', '$if', '$let', '$include', '$with']);
@@ -178,9 +185,7 @@ function compileString(text: string, path: (string | number)[], src: TemplateSou
     return () => constant;
   }
   const where = src.locate(path);
-  const nothing = src.omitBlank
-    ? (v: unknown) => typeof v === 'string' && !NON_BLANK.test(v)
-    : (v: unknown) => v === '';
+  const nothing = src.omitBlank ? isBlank : (v: unknown) => v === '';
   if (parts.length === 1) {
     const expr = parts[0] as CompiledExpr;
     return (vars) => {
