@@ -458,6 +458,23 @@ export function mllpByDocument(
   return out;
 }
 
+/**
+ * MLLP exactly once: the receiver got every TXA-12 the ledger rendered for `ehr-mdm` and nothing else, each under
+ * one MSH-10 only, and messages beyond one per document (resends, same MSH-10) only after lost answers.
+ */
+export async function expectMllpOncePerDocument(
+  m: MllpTestServer,
+  db: Pick<Database, 'query'>,
+): Promise<void> {
+  const docs = await db.query<{ doc: string }>(
+    `select identifiers->0->>'documentNumber' as doc from renderings where destination = 'ehr-mdm'`,
+  );
+  const byDoc = mllpByDocument(m);
+  expect([...byDoc.keys()].sort()).toEqual(docs.rows.map((r) => r.doc).sort());
+  expect([...byDoc.values()].filter((v) => v.controlIds.size !== 1)).toEqual([]);
+  expect(m.received.length - byDoc.size).toBeLessThanOrEqual(await lostAnswers(db, 'ehr-mdm'));
+}
+
 /** Attempts at a destination whose answer was lost (ambiguous, or the lease ran out mid-send). */
 export async function lostAnswers(db: Pick<Database, 'query'>, destination: string): Promise<number> {
   const r = await db.query<{ n: number }>(
