@@ -76,6 +76,30 @@ describe('mapping files: located errors', () => {
     expect((render(ok, { note: probe.note }).value as { id: string }).id).toBe('a{{b');
   });
 
+  it('FHIR output leaves out blank strings, alone or among several values', async () => {
+    const m = loadMappingFile(
+      write(
+        'blank.yaml',
+        `${HEAD}output:\n  new:\n    resourceType: Basic\n    id: x\n    code: { text: "{{ %organization.name }}" }\n    given: "{{ %patient.name.given }}"\n    family: " {{ %patient.name.family }} "\n`,
+      ),
+    );
+    const probe = (await probeNotes())[0]!.note;
+    const note = {
+      ...probe,
+      envelope: {
+        ...probe.envelope,
+        organization: { ...probe.envelope.organization, name: ' \t ' },
+        patient: { ...probe.envelope.patient, name: { family: '\u3000', given: ['  ', 'Ada', '\n'] } },
+      },
+    };
+    expect(render(m, { note }).value).toEqual({
+      resourceType: 'Basic',
+      id: 'x',
+      given: ['Ada'],
+      meta: expect.anything(),
+    });
+  });
+
   it('an unknown variable is refused at load', () => {
     const e = loadError(`${HEAD}output:\n  new:\n    resourceType: Basic\n    id: "{{ %sentence.id }}"\n`);
     expect(e.message).toMatch(/uses %sentence, which is not defined here/);

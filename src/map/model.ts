@@ -20,8 +20,8 @@
  *
  * A section: name, key, index, number, defaultTitle, elementId, sentences[], blank (no sentence with text).
  * A sentence: id, text, section, sectionKey, sectionIndex, index, number (1-based in the note), editClass,
- * aiDerived, blank (no non-whitespace character), elementId, provenanceId, provenanceUuid, draft {section, index}, evidence[] of
- * {segmentId, begin, end, role}.
+ * aiDerived, blank (no non-whitespace character), elementId, provenanceId, provenanceUuid, draft {section, index},
+ * evidence[] of {segmentId, begin, end, role}.
  */
 import type { ClassifiedSentence } from '../contract/edits.ts';
 import type { VerifiedNote } from '../contract/verify.ts';
@@ -64,14 +64,14 @@ export function titleFromToken(token: string): string {
     .join(' ');
 }
 
+/** Some character that is not whitespace — the test FHIR's txt-2 applies to narrative (as the validators read it). */
+const NON_BLANK = /\S/;
+
 /**
  * A sentence as mappings see it. The ids and the resolved evidence are computed on first read (prototype
  * getters, memoised): most mappings read neither, hashing costs microseconds per id, and a typical note has
  * ~270 evidence links. FHIRPath reads members with plain property access, so getters behave like fields.
  */
-/** Some character that is not whitespace — the test FHIR's txt-2 applies to narrative (as the validators read it). */
-const NON_BLANK = /\S/;
-
 class SentenceVar {
   readonly id: string;
   readonly text: string;

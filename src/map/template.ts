@@ -192,7 +192,9 @@ function compileString(text: string, path: (string | number)[], src: TemplateSou
       const c = expr.evaluate(vars);
       if (c.length === 0) return OMIT;
       if (c.length === 1) return nothing(c[0]) ? OMIT : c[0];
-      return c;
+      if (!src.omitBlank) return c;
+      const kept = c.filter((v) => !isBlank(v));
+      return kept.length === 0 ? OMIT : kept;
     };
   }
   return (vars) => {
