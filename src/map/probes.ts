@@ -1,7 +1,8 @@
 /**
  * Probe notes: small synthetic notes that exercise everything a mapping's output can vary with — every template
  * and its sections, an unknown section, AI-verbatim, clinician-edited and clinician-added sentences, sentences
- * with no evidence and with many, escaping-hostile text, blank sentences, streaming and batch jobs, and the three lifecycle steps.
+ * with no evidence and with many, escaping-hostile text, blank sentences, streaming and batch jobs, and the three
+ * lifecycle steps.
  * `mappings check` renders a mapping over all of them and validates every result, which is how a mapping
  * version is proven conformant once (see docs/mappings.md § Validation).
  *
