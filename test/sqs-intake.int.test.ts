@@ -110,22 +110,13 @@ describe('SQS intake (fauxqs)', () => {
     expect(recorded.filter((r) => r === dapId)).toHaveLength(2);
     expect(recorded).toContain('transient');
     expect(transientSeen).toBe(2);
-    const dlq = await queue.sqs.send(
-      new ReceiveMessageCommand({
-        QueueUrl: queue.dlqUrl,
-        MaxNumberOfMessages: 10,
-        MessageAttributeNames: ['All'],
-        WaitTimeSeconds: 1,
-      }),
-    );
-    const reasons = (dlq.Messages ?? [])
-      .map((m) => m.MessageAttributes?.[REASON_ATTRIBUTE]?.StringValue)
-      .sort();
+    const dlq = await queue.drainDlq();
+    const reasons = dlq.map((m) => m.MessageAttributes?.[REASON_ATTRIBUTE]?.StringValue).sort();
     expect(reasons).toContain('ENVELOPE_JSON');
     expect(reasons).toContain('SIGNATURE_INVALID');
     expect(reasons).toContain('POINTER_INVALID');
     // Attributes carry codes only.
-    for (const m of dlq.Messages ?? []) {
+    for (const m of dlq) {
       for (const a of Object.values(m.MessageAttributes ?? {}))
         expect(a.StringValue).toMatch(/^[A-Z_]+$|^[0-9a-f-]+$/);
     }
@@ -162,14 +153,7 @@ describe('SQS intake (fauxqs)', () => {
     while (attempts < 2 && rounds++ < 10) await consumer.pollOnce();
     await consumer.stop();
     expect(attempts).toBe(2);
-    const dlq = await queue.sqs.send(
-      new ReceiveMessageCommand({
-        QueueUrl: queue.dlqUrl,
-        MaxNumberOfMessages: 10,
-        MessageAttributeNames: ['All'],
-      }),
-    );
-    const mine = (dlq.Messages ?? []).filter((m) => m.Body === body);
+    const mine = (await queue.drainDlq()).filter((m) => m.Body === body);
     expect(mine).toHaveLength(1);
     expect(mine[0]!.MessageAttributes?.[REASON_ATTRIBUTE]?.StringValue).toBe('POINTER_INVALID');
   }, 60_000);
