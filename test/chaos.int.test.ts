@@ -25,10 +25,10 @@ import { verifyAuditChain } from '../src/ledger/audit-verify.ts';
 import { type Db, openLedger } from '../src/ledger/db.ts';
 import {
   type Database,
+  deliveredOverHttp,
   expectFhirCreatedOnce,
   expectMllpOncePerDocument,
   noteKey,
-  OPERATOR_TOKEN,
   type ServeProcess,
   type ServiceStack,
   smallNote,
@@ -66,21 +66,6 @@ const pgShaped = (db: Db): Pick<Database, 'query'> =>
       return { rows, rowCount: rows.length };
     },
   }) as unknown as Pick<Database, 'query'>;
-
-/** Deliveries in state `delivered`, read through the operator API (PGlite is held by the running service). */
-async function deliveredOverHttp(url: string, ids: readonly string[]): Promise<number> {
-  let n = 0;
-  for (const id of ids) {
-    const r = await fetch(`${url}/v1/notes/riverside-clinic/${id}`, {
-      headers: { authorization: `Bearer ${OPERATOR_TOKEN}` },
-    });
-    if (r.status === 404) continue;
-    if (r.status !== 200) return -1;
-    const b = (await r.json()) as { revisions: Array<{ deliveries: Array<{ state: string }> }> };
-    for (const v of b.revisions) n += v.deliveries.filter((d) => d.state === 'delivered').length;
-  }
-  return n;
-}
 
 describe.each([
   { store: 'postgres', processes: 2 },

@@ -16,10 +16,10 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Ledger } from '../src/ledger/ledger.ts';
 import {
+  deliveredOverHttp,
   fhirCounts,
   mllpByDocument,
   noteKey,
-  OPERATOR_TOKEN,
   smallNote,
   startServe,
   startServiceStack,
@@ -97,19 +97,7 @@ async function runScenario(s: Scenario): Promise<void> {
     const url = await second.url;
     // Settled: read through the operator API (PGlite is held by the service until it stops).
     await until(
-      async () => {
-        let delivered = 0;
-        for (const n of notes) {
-          const r = await fetch(`${url}/v1/notes/riverside-clinic/${n}`, {
-            headers: { authorization: `Bearer ${OPERATOR_TOKEN}` },
-          });
-          if (r.status !== 200) return false;
-          const b = (await r.json()) as { revisions: Array<{ deliveries: Array<{ state: string }> }> };
-          for (const v of b.revisions)
-            delivered += v.deliveries.filter((d) => d.state === 'delivered').length;
-        }
-        return delivered === 8 && (await queue.depth()) === 0;
-      },
+      async () => (await deliveredOverHttp(url, notes)) === 8 && (await queue.depth()) === 0,
       90_000,
       `all 8 deliveries of ${tag} delivered and the queue drained`,
     );

@@ -475,6 +475,25 @@ export async function expectMllpOncePerDocument(
   expect(m.received.length - byDoc.size).toBeLessThanOrEqual(await lostAnswers(db, 'ehr-mdm'));
 }
 
+/**
+ * Deliveries in state `delivered` for these notes of riverside-clinic, read through a running service's operator
+ * API (a PGlite ledger is held by the service until it stops). A note not recorded yet counts 0; -1 when the
+ * service does not answer 200 or 404.
+ */
+export async function deliveredOverHttp(url: string, noteIds: readonly string[]): Promise<number> {
+  let n = 0;
+  for (const id of noteIds) {
+    const r = await fetch(`${url}/v1/notes/riverside-clinic/${id}`, {
+      headers: { authorization: `Bearer ${OPERATOR_TOKEN}` },
+    });
+    if (r.status === 404) continue;
+    if (r.status !== 200) return -1; // not ready to answer yet: the caller polls again
+    const b = (await r.json()) as { revisions: Array<{ deliveries: Array<{ state: string }> }> };
+    for (const v of b.revisions) n += v.deliveries.filter((d) => d.state === 'delivered').length;
+  }
+  return n;
+}
+
 /** Attempts at a destination whose answer was lost (ambiguous, or the lease ran out mid-send). */
 export async function lostAnswers(db: Pick<Database, 'query'>, destination: string): Promise<number> {
   const r = await db.query<{ n: number }>(
