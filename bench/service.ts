@@ -279,7 +279,15 @@ interface Child {
 async function startService(root: string, configFile: string, profiles: string): Promise<Child> {
   const proc = spawn(
     process.execPath,
-    [join(root, 'bin/scribe-bridge.js'), 'serve', '--config', configFile, '--profiles', profiles],
+    [
+      ...(process.env['SB_BENCH_SERVICE_NODE_ARGS']?.split(' ').filter(Boolean) ?? []),
+      join(root, 'bin/scribe-bridge.js'),
+      'serve',
+      '--config',
+      configFile,
+      '--profiles',
+      profiles,
+    ],
     {
       stdio: ['ignore', 'pipe', 'ignore'],
       // fauxqs accepts any credentials; the service takes them from the standard chain, as in production.
@@ -310,7 +318,11 @@ async function startService(root: string, configFile: string, profiles: string):
       reject(new Error(`the service exited with ${code} before listening`));
     });
   });
-  proc.stdout!.resume();
+  // SB_BENCH_SERVICE_STDOUT=<file> keeps what the service printed (e.g. with --trace-gc in its Node options).
+  if (process.env['SB_BENCH_SERVICE_STDOUT']) {
+    const { createWriteStream } = await import('node:fs');
+    proc.stdout!.pipe(createWriteStream(`${process.env['SB_BENCH_SERVICE_STDOUT']}.${proc.pid}`));
+  } else proc.stdout!.resume();
   const status = (field: 'VmHWM' | 'VmRSS') => {
     try {
       const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'));
@@ -797,10 +809,13 @@ export async function serviceBench(o: ServiceBenchOptions): Promise<void> {
   const make = await noteFactory(o.root, { bucket: 'bench-artifacts' });
   const s3 = await startS3(o.root, 'bench-artifacts');
   const sinks = await startSinks();
-  const pairs = [
-    ['fhir-transaction', 'mdm'],
-    ['us-core-docref', 'mdm'],
-  ] as const;
+  // SB_BENCH_PAIR=us-core-docref (say) runs only the pair whose FHIR mapping that is, for a quicker look.
+  const pairs = (
+    [
+      ['fhir-transaction', 'mdm'],
+      ['us-core-docref', 'mdm'],
+    ] as const
+  ).filter(([fhir]) => !process.env['SB_BENCH_PAIR'] || process.env['SB_BENCH_PAIR'] === fhir);
   const stores = o.stores ?? (['pglite', 'postgres'] as const);
   log(HEADING);
   log();
@@ -856,7 +871,7 @@ export async function serviceBench(o: ServiceBenchOptions): Promise<void> {
         logRow(label, pair, r);
       }
     }
-    if (stores.includes('postgres')) {
+    if (stores.includes('postgres') && process.env['SB_BENCH_ONE_PROCESS'] !== '1') {
       // The documented scale-out: stateless service processes sharing one PostgreSQL, here two on two cores.
       for (const pair of pairs) {
         const r = await runOne(o, sinks, s3.endpoint, make, 'postgres', pair, 2);

@@ -34,6 +34,26 @@ describe('parseStrictJson', () => {
     expect(fail('{"a": /* c */ 1}').code).toBe('ENVELOPE_JSON');
   });
 
+  it('rejects Unicode noncharacters (I-JSON §2.1), literal or escaped, in values and member names, with where', () => {
+    for (const [text, cp, where] of [
+      ['{"a": ["x\uffff"]}', 'FFFF', '$.a[0] (x.json:1:8)'],
+      ['{"a": "x\ufffe"}', 'FFFE', '$.a (x.json:1:7)'],
+      ['{"a": "\ufdd0"}', 'FDD0', '$.a (x.json:1:7)'],
+      ['{"a": "\udbff\udfff"}', '10FFFF', '$.a (x.json:1:7)'],
+      ['{"a": "\ud83f\udffe"}', '1FFFE', '$.a (x.json:1:7)'],
+      ['{"k\uffffk": 1}', 'FFFF', '$ (x.json:1:2)'],
+      [`{"a": "${String.fromCodePoint(0xffff)}"}`, 'FFFF', '$.a (x.json:1:7)'],
+    ] as const) {
+      const e = fail(text);
+      expect(e.code, text).toBe('ENVELOPE_JSON');
+      expect(e.message).toContain(`noncharacter U+${cp}`);
+      expect(e.where).toBe(where);
+    }
+    // Neighbours that are characters stay accepted.
+    for (const ok of ['\ufffd', '\ufdcf', '\ufdf0', '\ud83f\udffd', '\ud83d\ude00', '\uefff'])
+      expect(parseStrictJson(`{"a": "${ok}"}`).value).toEqual(JSON.parse(`{"a": "${ok}"}`));
+  });
+
   it('finds a duplicate member or lone surrogate wherever it hides (escapes, colons and quotes in strings)', () => {
     const tricky = fc.constantFrom(
       'a',

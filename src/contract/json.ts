@@ -1,6 +1,7 @@
 /**
  * Strict JSON reading for signed input: RFC 8259 syntax, I-JSON (RFC 7493) rules — no duplicate member names,
- * no lone surrogates — and locations (line:column) for every JSON path, so errors can say where.
+ * no lone surrogates, no Unicode noncharacters (§2.1: U+FDD0–U+FDEF and the last two code points of every plane,
+ * U+FFFE, U+FFFF, …; XML and so FHIR narrative cannot carry U+FFFE / U+FFFF either) — and locations (line:column) for every JSON path, so errors can say where.
  *
  * The syntax tree comes from @humanwhocodes/momoa (the parser behind ESLint's JSON support), because
  * `JSON.parse` silently keeps the last of two duplicate members, which would let the parser and the
@@ -9,7 +10,7 @@
  * Building that tree costs ~10× `JSON.parse`, so a document is first read with `JSON.parse` and accepted
  * without the tree when it provably has neither problem: every string (member names included) is well formed,
  * and the number of members the text declares equals the number the parsed value holds (a duplicate makes the
- * value smaller). Anything else — a syntax error, a mismatch, a lone surrogate — takes the momoa path, which
+ * value smaller). Anything else — a syntax error, a mismatch, a lone surrogate, a noncharacter — takes the momoa path, which
  * produces the located error exactly as before. Locations for later (schema) errors build the tree on demand.
  */
 import { type AnyNode, type DocumentNode, parse as momoaParse } from '@humanwhocodes/momoa';
@@ -79,11 +80,17 @@ const locationFormat =
   (line: number, column: number): string =>
     `${opts.source ? `${opts.source}:` : ''}${line}:${column}`;
 
+/** I-JSON (RFC 7493 §2.1): strings and member names must not include noncharacters. */
+const NONCHARACTER = /\p{Noncharacter_Code_Point}/u;
+
+/** A string I-JSON allows: well-formed UTF-16 (no lone surrogate) and no noncharacter. */
+const allowedString = (s: string): boolean => s.isWellFormed() && !NONCHARACTER.test(s);
+
 /** Every string token of JSON text; group 1 is set when the string is a member name (a `:` follows). */
 const STRING_TOKEN = /"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?/g;
 
 /**
- * `JSON.parse(text)` when the text is valid JSON with no duplicate member and no unpaired surrogate; otherwise
+ * `JSON.parse(text)` when the text is valid JSON with no duplicate member and no string I-JSON refuses; otherwise
  * undefined (the caller then finds and reports the problem with its location).
  */
 function parseUnique(text: string): JsonValue | undefined {
@@ -103,9 +110,9 @@ function parseUnique(text: string): JsonValue | undefined {
   return held === declared ? value : undefined;
 }
 
-/** Members held by a parsed value, or -1 when a string or member name is not well-formed UTF-16. */
+/** Members held by a parsed value, or -1 when a string or member name is one I-JSON refuses. */
 function countMembers(v: JsonValue): number {
-  if (typeof v === 'string') return v.isWellFormed() ? 0 : -1;
+  if (typeof v === 'string') return allowedString(v) ? 0 : -1;
   if (v === null || typeof v !== 'object') return 0;
   let n = 0;
   if (Array.isArray(v)) {
@@ -117,7 +124,7 @@ function countMembers(v: JsonValue): number {
     return n;
   }
   for (const k in v) {
-    if (!k.isWellFormed()) return -1;
+    if (!allowedString(k)) return -1;
     const c = countMembers(v[k]!);
     if (c < 0) return -1;
     n += c + 1;
@@ -202,6 +209,18 @@ function checkString(
       'string contains an unpaired UTF-16 surrogate',
       {
         where: `${formatPath(path)} (${at(loc.line, loc.column)})`,
+      },
+    );
+  }
+  const nonchar = NONCHARACTER.exec(s);
+  if (nonchar) {
+    const cp = nonchar[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
+    throw new ScribeError(
+      opts.syntaxCode ?? 'ENVELOPE_JSON',
+      `string contains the Unicode noncharacter U+${cp}, which I-JSON (RFC 7493 §2.1) does not allow`,
+      {
+        where: `${formatPath(path)} (${at(loc.line, loc.column)})`,
+        hint: 'Noncharacters carry no text (XML, and so FHIR narrative, cannot hold U+FFFE or U+FFFF): remove it in the review application and sign the note again.',
       },
     );
   }

@@ -123,6 +123,16 @@ describe('verifyEnvelope', () => {
     expect(err.message).toContain('U+0007');
   });
 
+  it('rejects a noncharacter in note text (I-JSON), even signed, with the sentence path', async () => {
+    const e = envelopeJson();
+    const s = ((e['note'] as Obj)['sections'] as Obj[])[0]!['sentences'] as Obj[];
+    s[0]!['text'] = 'no \uffff here';
+    const err = await expectCode(JSON.stringify(await signed(e), null, 2), 'ENVELOPE_JSON');
+    expect(err.message).toContain('U+FFFF');
+    expect(err.where).toMatch(/^\$\.note\.sections\[0\]\.sentences\[0\]\.text \(\d+:\d+\)$/);
+    expect(err.status).toBe(400);
+  });
+
   it('accepts TAB, LF and CR inside sentences', async () => {
     const e = envelopeJson();
     const s = ((e['note'] as Obj)['sections'] as Obj[])[1]!['sentences'] as Obj[];
