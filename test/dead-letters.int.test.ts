@@ -353,7 +353,8 @@ destinations:
           `identifier=urn:scribe-bridge:riverside-clinic:note|${id}-r${rev}`,
         ),
       ).toHaveLength(1);
-    // A fresh attempt budget: the failed delivery's attempts restarted (one delivered attempt after the replay).
+    // A fresh attempt budget (the round after the replay counts one attempt), and attempt numbers that go on
+    // from the ones before the replay, in the ledger and in the audit records that report each attempt.
     const birpAttempts = await svc.ledger.db.query<{ attempt: number; outcome: string }>(
       `select a.attempt, a.outcome from delivery_attempts a where a.delivery_id = $1 order by a.id`,
       [failed!.deliveryId],
@@ -361,7 +362,22 @@ destinations:
     expect(birpAttempts.map((a) => [a.attempt, a.outcome])).toEqual([
       [1, 'retry'],
       [2, 'failed'],
-      [1, 'delivered'],
+      [3, 'delivered'],
+    ]);
+    const [budget] = await svc.ledger.db.query<{ attempts: number }>(
+      'select attempts from deliveries where id = $1',
+      [failed!.deliveryId],
+    );
+    expect(budget!.attempts).toBe(1);
+    const attemptAudit = (await readAudit(svc.ledger.db)).filter(
+      (r) =>
+        r.details['deliveryId'] === failed!.deliveryId &&
+        /^delivery\.(retry|failed|delivered)$/.test(r.action),
+    );
+    expect(attemptAudit.map((r) => [r.action, r.details['attempt'], r.details['attempts']])).toEqual([
+      ['delivery.retry', 1, 1],
+      ['delivery.failed', 2, 2],
+      ['delivery.delivered', 3, 1],
     ]);
     // Each replay is in the audit log, with who asked.
     const audit = await readAudit(svc.ledger.db);

@@ -200,17 +200,19 @@ export async function recordAttempt(
     revision: number;
     destination: string;
     attempts: number;
+    attempt: number;
   }>(
     `with d as (
-       update deliveries set state = $11, attempts = attempts + 1, next_attempt_at = $12, lease_owner = null,
-         lease_until = null, last_error_code = $8, receipt = coalesce($10::jsonb, receipt), updated_at = $13
+       update deliveries set state = $11, attempts = attempts + 1, attempt_seq = attempt_seq + 1,
+         next_attempt_at = $12, lease_owner = null, lease_until = null, last_error_code = $8,
+         receipt = coalesce($10::jsonb, receipt), updated_at = $13
        where id = $1 and lease_owner = $2 and state in ('sending', 'ambiguous')
-       returning id, tenant, note_id, revision, destination, attempts),
+       returning id, tenant, note_id, revision, destination, attempts, attempt_seq as attempt),
      a as (
        insert into delivery_attempts (delivery_id, attempt, owner, at, duration_ms, outcome, http_status, ack_code,
          error_code, payload_sha256, receipt)
-       select d.id, d.attempts, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb from d)
-     select tenant, note_id, revision, destination, attempts from d`,
+       select d.id, d.attempt, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb from d)
+     select tenant, note_id, revision, destination, attempts, attempt from d`,
     [
       deliveryId,
       owner,
@@ -238,7 +240,7 @@ export async function recordAttempt(
       hint: 'Its lease expired and another worker claimed it; that worker settles the outcome.',
     });
   }
-  const attempts = row.attempts;
+  const { attempts, attempt } = row;
   // A separate statement, on purpose: its fresh snapshot sees a revision N+1 that was committed while the
   // UPDATE above waited for this row's lock (recording N+1 locks N's row). In the same statement it would be
   // invisible, and N+1 would stay blocked for good.
@@ -257,7 +259,7 @@ export async function recordAttempt(
       actor: owner,
       action: `delivery.${result.outcome}`,
       ...where,
-      details: auditDetails(deliveryId, attempts, result, unblocked),
+      details: auditDetails(deliveryId, attempts, attempt, result, unblocked),
     },
   ];
   if (result.receipt !== undefined && result.receipt !== null)
@@ -265,7 +267,7 @@ export async function recordAttempt(
       actor: owner,
       action: 'delivery.receipt',
       ...where,
-      details: { deliveryId, attempt: attempts, outcome: result.outcome, receipt: result.receipt },
+      details: { deliveryId, attempt, outcome: result.outcome, receipt: result.receipt },
     });
   return { recorded: { deliveryId, state, attempts, unblocked }, audit };
 }
@@ -273,10 +275,13 @@ export async function recordAttempt(
 function auditDetails(
   deliveryId: number,
   attempts: number,
+  attempt: number,
   r: AttemptResult,
   unblocked: readonly number[],
 ): { [k: string]: JsonValue } {
-  const d: { [k: string]: JsonValue } = { deliveryId, attempts };
+  // attempts: this round's count against the retry budget (an operator's replay starts a new round); attempt:
+  // the attempt's own number, as in delivery_attempts, never repeated for a delivery (migration 005).
+  const d: { [k: string]: JsonValue } = { deliveryId, attempts, attempt };
   if (r.httpStatus !== undefined) d['httpStatus'] = r.httpStatus;
   if (r.ackCode !== undefined) d['ackCode'] = r.ackCode;
   if (r.errorCode !== undefined) d['errorCode'] = r.errorCode;
@@ -302,18 +307,20 @@ export async function releaseExpiredLeases(
     destination: string;
     lease_owner: string;
     attempts: number;
+    attempt: number;
   }>(
     `with x as (
        select id from deliveries where state = 'sending' and lease_until <= $1 for update skip locked),
      u as (
        update deliveries d
-       set state = 'ambiguous', next_attempt_at = $1, attempts = d.attempts + 1,
+       set state = 'ambiguous', next_attempt_at = $1, attempts = d.attempts + 1, attempt_seq = d.attempt_seq + 1,
          last_error_code = 'LEASE_EXPIRED', updated_at = $1
        from x where d.id = x.id
-       returning d.id, d.tenant, d.note_id, d.revision, d.destination, d.lease_owner, d.attempts),
+       returning d.id, d.tenant, d.note_id, d.revision, d.destination, d.lease_owner, d.attempts,
+         d.attempt_seq as attempt),
      a as (
        insert into delivery_attempts (delivery_id, attempt, owner, at, outcome, error_code)
-       select u.id, u.attempts, u.lease_owner, $1, 'lease-expired', 'LEASE_EXPIRED' from u)
+       select u.id, u.attempt, u.lease_owner, $1, 'lease-expired', 'LEASE_EXPIRED' from u)
      select * from u order by id`,
     [now],
   );
@@ -332,7 +339,13 @@ export async function releaseExpiredLeases(
     noteId: r.note_id,
     revision: r.revision,
     destination: r.destination,
-    details: { deliveryId: r.id, owner: r.lease_owner, attempts: r.attempts, state: 'ambiguous' },
+    details: {
+      deliveryId: r.id,
+      owner: r.lease_owner,
+      attempts: r.attempts,
+      attempt: r.attempt,
+      state: 'ambiguous',
+    },
   }));
   return { expired, audit };
 }

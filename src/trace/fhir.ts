@@ -149,7 +149,7 @@ export function traceToFhir(trace: Trace): Bundle {
           (e) =>
             e.destination === d.destination &&
             e.action === `delivery.${a.outcome}` &&
-            (e.details as { attempts?: unknown } | undefined)?.attempts === a.attempt,
+            attemptNumberOf(e) === a.attempt,
         );
       if (d.status === 'delivered') {
         const p = resourceIds(key, 'fhir-export-delivery', d.destination);
@@ -171,7 +171,7 @@ export function traceToFhir(trace: Trace): Bundle {
             (a) =>
               e.destination === d.destination &&
               e.action === `delivery.${a.outcome}` &&
-              (e.details as { attempts?: unknown } | undefined)?.attempts === a.attempt,
+              attemptNumberOf(e) === a.attempt,
           ),
         );
       if (matched) continue; // already the attempt's AuditEvent
@@ -639,4 +639,14 @@ export function wantsFhir(format: unknown, accepts: (types: string[]) => string 
     });
   }
   return accepts(['application/json', FHIR_EXPORT_CONTENT_TYPE]) === FHIR_EXPORT_CONTENT_TYPE;
+}
+
+/**
+ * The number of the attempt an audit record of a delivery attempt reports: `attempt` (since migration 005; it
+ * never repeats for a delivery), or for records written before it `attempts`, which was the same number until
+ * an operator replayed the delivery.
+ */
+function attemptNumberOf(e: { details?: unknown }): unknown {
+  const d = e.details as { attempt?: unknown; attempts?: unknown } | undefined;
+  return d?.attempt ?? d?.attempts;
 }
