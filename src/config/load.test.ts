@@ -132,6 +132,9 @@ describe('loadConfig: every optional key', () => {
     expect(config.intake.sqs!.endpoint).toBeUndefined();
     expect(config.intake.holdSeconds).toBe(600);
     expect(config.s3).toEqual({ region: 'eu-west-1', forcePathStyle: false });
+    expect(config.egress).toEqual({
+      allowHosts: ['*.amazonaws.com', 'ehr.example.org', 'review.example.org', '10.0.0.0/24'],
+    });
     expect(config.tenants[1]!.reviewKeys).toEqual({
       kind: 'url',
       url: 'https://review.example.org/.well-known/jwks.json',

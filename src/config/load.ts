@@ -20,12 +20,14 @@ import {
   record,
 } from './context.ts';
 import { resolveDestination } from './destinations.ts';
+import { checkEgress } from './egress.ts';
 import { resolveAudit, resolveSqs, resolveStore, resolveTenant, tokensFromEnv } from './resolve.ts';
 import { checkCrossReferences } from './rules.ts';
 import {
   AuthSchema,
   ConfigFileSchema,
   configErrorMap,
+  EgressSchema,
   HttpSchema,
   IntakeSchema,
   S3Schema,
@@ -155,6 +157,8 @@ export async function loadConfig(
 
   const envTokens = tokensFromEnv(env);
   checkCrossReferences(src.value, envTokens, problems);
+  checkEgress(raw, problems);
+  const egress = part(EgressSchema.optional(), raw['egress']);
 
   if (problems.list.length > 0) throw configError(given, located(problems.list, src));
   if (!whole.success || !store || !http || !auth || !intake) {
@@ -170,6 +174,7 @@ export async function loadConfig(
     intake: { ...(sqs ? { sqs } : {}), holdSeconds: intake.holdSeconds },
     ...(s3 ? { s3 } : {}),
     ...(audit ? { audit } : {}),
+    ...(egress ? { egress } : {}),
     tenants: tenants as TenantConfig[],
     destinations: destinations as DestinationConfig[],
   });

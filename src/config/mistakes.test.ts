@@ -4,9 +4,9 @@
  */
 import { exportJWK, exportPKCS8, generateKeyPair } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { describeProblems } from './load.ts';
+import { describeProblems, loadConfig } from './load.ts';
 import { hashToken } from './resolve.ts';
-import { MINIMAL, problems, refusal, SPEC_EXAMPLE } from './testdata/support.ts';
+import { configFile, MINIMAL, problems, refusal, SPEC_EXAMPLE } from './testdata/support.ts';
 
 /** `config.yaml:line:col` of the first occurrence of `needle` in `text` (1-based, like the loader). */
 function at(text: string, needle: string, nth = 1): string {
@@ -252,6 +252,56 @@ describe('config mistakes, each located', () => {
     expect(await problems(text, {}, { 'out.txt': 'x' })).toEqual([
       `${at(text, 'pdf')} (destinations[0].renderings[1]): mapping fhir-transaction has no rendering pdf (it has: plain, html)`,
       expect.stringMatching(/\(destinations\[2\]\.directory\): .*out\.txt is not a directory/),
+    ]);
+  });
+
+  it('an endpoint at a link-local or instance-metadata address, whatever the allow-list says (SSRF)', async () => {
+    const text = spec(
+      'baseUrl: http://127.0.0.1:8103/fhir/R4',
+      'baseUrl: http://169.254.169.254/latest/meta-data',
+    )
+      .replace('    host: 127.0.0.1\n', '    host: "[fe80::1]"\n')
+      .replace(
+        'reviewKeys: ./keys/riverside-clinic.jwks.json',
+        'reviewKeys: https://metadata.google.internal/jwks',
+      )
+      .replace('endpoint: http://127.0.0.1:4566 ', 'endpoint: http://[::ffff:169.254.0.9]:4566 ');
+    const never = 'scribe-bridge never connects there';
+    expect(await problems(`${text}egress: { allowHosts: ["0.0.0.0/0", "::/0", "*.internal"] }\n`)).toEqual([
+      `${at(text, 'endpoint: http://[::ffff')} (intake.sqs.endpoint): ::ffff:a9fe:9 is a link-local address, where cloud instance metadata (and its credentials) is served: ${never}`,
+      `${at(text, 'reviewKeys: https://metadata')} (tenants[0].reviewKeys): metadata.google.internal is a cloud instance-metadata host name: ${never}`,
+      `${at(text, 'baseUrl: http://169.254')} (destinations[0].baseUrl): 169.254.169.254 is a link-local address, where cloud instance metadata (and its credentials) is served: ${never}`,
+      `${at(text, 'host: "[fe80')} (destinations[1].host): fe80::1 is a link-local address, where cloud instance metadata (and its credentials) is served: ${never}`,
+    ]);
+  });
+
+  it('egress.allowHosts: every endpoint the file names must match it, and each entry must be a pattern', async () => {
+    const allow = (hosts: string) => `${SPEC_EXAMPLE}egress:\n  allowHosts: [${hosts}]\n`;
+    // The spec example names 127.0.0.1 only (queue, DLQ, S3 endpoint, EHR, MLLP receiver).
+    await expect(loadConfig(configFile(allow('127.0.0.1')))).resolves.toMatchObject({
+      egress: { allowHosts: ['127.0.0.1'] },
+    });
+    await expect(loadConfig(configFile(allow('"127.0.0.0/8"')))).resolves.toBeDefined();
+    const other = allow('"*.example.org", 10.0.0.0/8');
+    const notListed =
+      'is not in egress.allowHosts: add it (or a *.domain or CIDR covering it) if this endpoint is meant';
+    expect(await problems(other)).toEqual([
+      `${at(other, 'queueUrl:')} (intake.sqs.queueUrl): 127.0.0.1 ${notListed}`,
+      `${at(other, 'endpoint: http://127.0.0.1:4566 ')} (intake.sqs.endpoint): 127.0.0.1 ${notListed}`,
+      `${at(other, 'deadLetterQueueUrl:')} (intake.sqs.deadLetterQueueUrl): 127.0.0.1 ${notListed}`,
+      `${at(other, 'endpoint: http://127.0.0.1:4566,')} (s3.endpoint): 127.0.0.1 ${notListed}`,
+      `${at(other, 'baseUrl:')} (destinations[0].baseUrl): 127.0.0.1 ${notListed}`,
+      `${at(other, 'host: 127.0.0.1\n')} (destinations[1].host): 127.0.0.1 ${notListed}`,
+    ]);
+    const bad = allow('"bad host!", 10.0.0.0/33, "*.", 127.0.0.1');
+    expect(await problems(bad)).toEqual([
+      `${at(bad, '"bad host!"')} (egress.allowHosts[0]): bad host! is not a host name, *.domain, IP address or CIDR range`,
+      `${at(bad, '10.0.0.0/33')} (egress.allowHosts[1]): 10.0.0.0/33 has a prefix longer than the address`,
+      `${at(bad, '"*."')} (egress.allowHosts[2]): *. is not a host name, *.domain, IP address or CIDR range`,
+    ]);
+    const empty = `${SPEC_EXAMPLE}egress: { allowHosts: [] }\n`;
+    expect(await problems(empty)).toEqual([
+      `${at(empty, 'allowHosts')} (egress.allowHosts): must list at least one host; leave egress out to allow any host`,
     ]);
   });
 

@@ -225,6 +225,11 @@ export const DestinationSchema = z.discriminatedUnion('type', [
   FileDestinationSchema,
 ]);
 
+/** Which hosts the file may name as endpoints (src/config/egress.ts); each entry checked there. */
+export const EgressSchema = z.strictObject({
+  allowHosts: z.array(text).min(1, 'must list at least one host; leave egress out to allow any host'),
+});
+
 /** The whole file. */
 export const ConfigFileSchema = z.strictObject({
   /** postgres://…, postgresql://…, pglite://<dir relative to the file> or pglite:///<absolute dir>. */
@@ -234,6 +239,7 @@ export const ConfigFileSchema = z.strictObject({
   intake: IntakeSchema.prefault({}),
   s3: S3Schema.optional(),
   audit: AuditSchema.optional(),
+  egress: EgressSchema.optional(),
   tenants: z.array(TenantSchema).min(1, 'must list at least one tenant'),
   destinations: z.array(DestinationSchema).min(1, 'must list at least one destination'),
 });

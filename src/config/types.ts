@@ -201,6 +201,8 @@ export interface Config {
   readonly s3?: S3Config;
   /** Audit chain anchoring; absent: not anchored. */
   readonly audit?: AuditConfig;
+  /** Only these hosts may be named as endpoints (checked at load, src/config/egress.ts); absent: any host. */
+  readonly egress?: { readonly allowHosts: readonly string[] };
   readonly tenants: readonly TenantConfig[];
   readonly destinations: readonly DestinationConfig[];
 }

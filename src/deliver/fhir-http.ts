@@ -12,6 +12,7 @@
  */
 import http, { type IncomingHttpHeaders } from 'node:http';
 import https from 'node:https';
+import { guardedLookup } from '../config/egress.ts';
 import type { FhirTlsOptions } from './fhir-types.ts';
 
 /** Largest answer read, bytes: a transaction response with `return=representation` of a long note is ~2 MB. */
@@ -64,10 +65,12 @@ export class HttpTransport {
       ...(tls.servername ? { servername: tls.servername } : {}),
       rejectUnauthorized: tls.rejectUnauthorized ?? true,
     };
-    this.#http = new http.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS });
-    this.#https = new https.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS, ...tlsOptions });
-    this.#httpFresh = new http.Agent({ keepAlive: false, maxSockets: MAX_SOCKETS });
-    this.#httpsFresh = new https.Agent({ keepAlive: false, maxSockets: MAX_SOCKETS, ...tlsOptions });
+    // Every connection resolves its host through the egress guard (no link-local / metadata addresses).
+    const common = { maxSockets: MAX_SOCKETS, lookup: guardedLookup };
+    this.#http = new http.Agent({ keepAlive: true, ...common });
+    this.#https = new https.Agent({ keepAlive: true, ...common, ...tlsOptions });
+    this.#httpFresh = new http.Agent({ keepAlive: false, ...common });
+    this.#httpsFresh = new https.Agent({ keepAlive: false, ...common, ...tlsOptions });
   }
 
   /**

@@ -4,6 +4,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import { guardedLookup } from '../config/egress.ts';
 import type { MllpTlsOptions, SendReason } from './mllp-types.ts';
 
 /** Where and how to connect. */
@@ -31,13 +32,14 @@ export function openSocket(o: OpenOptions): Promise<OpenResult> {
       ? tls.connect({
           host: o.host,
           port: o.port,
+          lookup: guardedLookup,
           ...(o.tls.ca === undefined ? {} : { ca: o.tls.ca }),
           ...(o.tls.cert === undefined ? {} : { cert: o.tls.cert }),
           ...(o.tls.key === undefined ? {} : { key: o.tls.key }),
           ...(o.tls.servername === undefined ? {} : { servername: o.tls.servername }),
           rejectUnauthorized: o.tls.rejectUnauthorized ?? true,
         })
-      : net.connect({ host: o.host, port: o.port });
+      : net.connect({ host: o.host, port: o.port, lookup: guardedLookup });
     // Set once TCP is up: an error after that, before the handshake completes, is a TLS failure.
     let tcpUp = false;
     let settled = false;
