@@ -13,6 +13,7 @@ import type { JobLocator, ObjectStore } from '../contract/artifacts.ts';
 import { readEnvelope } from '../contract/envelope.ts';
 import { type Jwks, parseJwks } from '../contract/signature.ts';
 import { type VerifiedNote, verifyEnvelope } from '../contract/verify.ts';
+import { type HttpExchange, HttpTransport } from '../deliver/fhir-http.ts';
 import { planWrite } from '../deliver/fhir-request.ts';
 import { ScribeError } from '../errors.ts';
 import { auditVerificationFailure } from '../ledger/audit.ts';
@@ -79,13 +80,19 @@ export function identifiersOf(r: Rendering): DestinationIdentifier[] {
   return out;
 }
 
+/** How long fetching a tenant's JWKS may take, ms. */
+const JWKS_TIMEOUT_MS = 10_000;
+
 /** Review keys per tenant, read once (a file) or fetched once (an https URL). */
 export class TenantKeys {
-  readonly #config: Config;
+  readonly #config: Pick<Config, 'tenants'>;
   readonly #cache = new Map<string, Promise<Jwks>>();
+  /** The transport a JWKS URL is fetched with (tests give one trusting their own CA). */
+  readonly #transport: () => HttpTransport;
 
-  constructor(config: Config) {
+  constructor(config: Pick<Config, 'tenants'>, transport: () => HttpTransport = () => new HttpTransport()) {
     this.#config = config;
+    this.#transport = transport;
   }
 
   get(tenant: string): Promise<Jwks> {
@@ -106,14 +113,36 @@ export class TenantKeys {
       });
     if (t.reviewKeys.kind === 'file')
       return parseJwks(JSON.parse(await readFile(t.reviewKeys.path, 'utf8')), t.reviewKeys.path);
-    const res = await fetch(t.reviewKeys.url).catch((e: unknown) => {
-      throw new ScribeError('ARTIFACT_UNAVAILABLE', 'the tenant JWKS URL did not answer', {
-        where: t.reviewKeys.kind === 'url' ? t.reviewKeys.url : '',
-        cause: e,
+    // Through the delivery transport, so the egress guard (src/config/egress.ts) applies at connection time too.
+    const http = this.#transport();
+    let ex: HttpExchange;
+    try {
+      ex = await http.exchange({
+        method: 'GET',
+        url: new URL(t.reviewKeys.url),
+        headers: { accept: 'application/json' },
+        timeoutMs: JWKS_TIMEOUT_MS,
       });
-    });
-    if (!res.ok) throw new ScribeError('ARTIFACT_UNAVAILABLE', `the tenant JWKS URL answered ${res.status}`);
-    return parseJwks(await res.json(), 'the tenant JWKS URL');
+    } finally {
+      http.close();
+    }
+    if (ex.kind === 'failed')
+      throw new ScribeError('ARTIFACT_UNAVAILABLE', `the tenant JWKS URL did not answer (${ex.errorCode})`, {
+        where: t.reviewKeys.url,
+      });
+    if (ex.status < 200 || ex.status > 299)
+      throw new ScribeError('ARTIFACT_UNAVAILABLE', `the tenant JWKS URL answered ${ex.status}`, {
+        where: t.reviewKeys.url,
+      });
+    let json: unknown;
+    try {
+      json = JSON.parse(ex.body);
+    } catch {
+      throw new ScribeError('ARTIFACT_UNAVAILABLE', 'the tenant JWKS URL did not answer with JSON', {
+        where: t.reviewKeys.url,
+      });
+    }
+    return parseJwks(json, 'the tenant JWKS URL');
   }
 }
 
