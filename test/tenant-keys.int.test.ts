@@ -2,16 +2,26 @@
  * A tenant's review keys from an https URL (PRODUCT.md: "JWKS file or https URL"), against a real TLS server:
  * fetched once and cached, then the keys verify; a server error, a non-JSON answer, a document that is not a
  * JWK Set and a refused connection each fail with a stable code (and a failed fetch is tried again next time).
+ * Key rotation, through the intake on a real ledger: a note signed with a new key is accepted once the keys are
+ * read again (an unknown key id reads them again, at most every 30 s), and a removed key stops verifying once
+ * the cached keys are 10 minutes old.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TenantConfig } from '../src/config/index.ts';
+import { loadConfig } from '../src/config/index.ts';
 import { HttpTransport } from '../src/deliver/fhir-http.ts';
 import type { ScribeError } from '../src/errors.ts';
-import { TenantKeys } from '../src/service/intake.ts';
+import { Ledger } from '../src/ledger/ledger.ts';
+import { MappingRegistry } from '../src/map/registry.ts';
+import { Intake, TenantKeys } from '../src/service/intake.ts';
 import { selfSignedCert } from './support/mllp-server.ts';
-import { jwksOf, testKey } from './support/notes.ts';
+import { bytesOf, envelopeJson, jwksOf, signed, testKey } from './support/notes.ts';
+import { testConformance } from './support/profiles.ts';
 
 const pair = selfSignedCert();
 let server: https.Server;
@@ -90,5 +100,77 @@ describe('tenant review keys from an https URL', () => {
     expect(await code(keys.get('riverside-clinic'))).toMatch(
       /^ARTIFACT_UNAVAILABLE: the tenant JWKS URL did not answer \((DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN)\)/,
     );
+  });
+});
+
+describe('review key rotation, through the intake', () => {
+  it('accepts a new key after an unknown kid (30 s cooldown), drops a removed key after 10 minutes, retracts across a rotation', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sb-rotation-'));
+    const ledger = await Ledger.open('pglite://memory');
+    try {
+      const [oldKey, newKey] = [await testKey('ES256', 'review-2025'), await testKey('ES256', 'review-2026')];
+      const jwksFile = join(dir, 'keys.jwks.json');
+      writeFileSync(jwksFile, JSON.stringify(jwksOf(oldKey)));
+      writeFileSync(
+        join(dir, 'config.yaml'),
+        `store: pglite://./data
+tenants:
+  - id: riverside-clinic
+    reviewKeys: ./keys.jwks.json
+    destinations: [ehr]
+destinations:
+  - id: ehr
+    type: file
+    directory: ./out
+    mapping: us-core-docref
+`,
+      );
+      let now = 1_000_000;
+      const intake = new Intake({
+        config: await loadConfig(join(dir, 'config.yaml'), {}),
+        ledger,
+        mappings: new MappingRegistry(),
+        conformance: await testConformance(),
+        now: () => now,
+      });
+      const note = async (noteId: string, key: Awaited<ReturnType<typeof testKey>>) =>
+        bytesOf(await signed(envelopeJson({ noteId }), key));
+      const outcome = (p: Promise<{ outcome: string }>) =>
+        p.then(
+          (r) => r.outcome,
+          (e: ScribeError) => e.code,
+        );
+
+      expect(await outcome(intake.ingest(await note('n-1', oldKey), 'http'))).toBe('accepted');
+      // The review application rotates: the JWKS now holds only the new key.
+      writeFileSync(jwksFile, JSON.stringify(jwksOf(newKey)));
+      now += 5_000; // within the cooldown of the first read: the cached keys answer
+      expect(await outcome(intake.ingest(await note('n-2', newKey), 'http'))).toBe('KEY_UNKNOWN');
+      now += 30_000; // past it: the unknown kid reads the keys again
+      expect(await outcome(intake.ingest(await note('n-2', newKey), 'http'))).toBe('accepted');
+      // The cached keys (read at the last refresh) still hold only the new key: the old one is refused.
+      expect(await outcome(intake.ingest(await note('n-3', oldKey), 'http'))).toBe('KEY_UNKNOWN');
+
+      // Revocation without an unknown kid: the file goes back to the old key only; the new key verifies until
+      // the cached keys are 10 minutes old, then the keys are read again and it no longer does.
+      writeFileSync(jwksFile, JSON.stringify(jwksOf(oldKey)));
+      now += 60_000;
+      expect(await outcome(intake.ingest(await note('n-4', newKey), 'http'))).toBe('accepted');
+      now += 10 * 60_000;
+      expect(await outcome(intake.ingest(await note('n-5', newKey), 'http'))).toBe('KEY_UNKNOWN');
+
+      // Retracting n-2, whose signing key is gone from the JWKS now: the retraction (signed with a current key)
+      // renders the recorded revision it retracts, which was verified when it was recorded.
+      const retraction = bytesOf(
+        await signed(
+          envelopeJson({ noteId: 'n-2', revision: 2, status: 'entered-in-error', replaces: 1 }),
+          oldKey,
+        ),
+      );
+      expect(await outcome(intake.ingest(retraction, 'http'))).toBe('accepted');
+    } finally {
+      await ledger.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -45,6 +45,8 @@ export interface IntakeDeps {
   readonly commitsInFlight?: number;
   /** Envelopes verified and rendered at once (default 4); the others wait, first come first served, as bytes. */
   readonly verifyingAtOnce?: number;
+  /** The clock of the review-key cache (tests step it); default Date.now. */
+  readonly now?: () => number;
 }
 
 /** The identifiers a destination receives, for the trace: FHIR identifiers, or MDM's TXA-12.1 and MSH-10. */
@@ -82,27 +84,55 @@ export function identifiersOf(r: Rendering): DestinationIdentifier[] {
 
 /** How long fetching a tenant's JWKS may take, ms. */
 const JWKS_TIMEOUT_MS = 10_000;
+/** Keys are read again after this long (a removed key stops verifying within it), ms. */
+const KEYS_MAX_AGE_MS = 10 * 60_000;
+/** An unknown key id reads the keys again, at most this often per tenant, ms. */
+const KEYS_REFRESH_COOLDOWN_MS = 30_000;
 
 /** Review keys per tenant, read once (a file) or fetched once (an https URL). */
 export class TenantKeys {
   readonly #config: Pick<Config, 'tenants'>;
-  readonly #cache = new Map<string, Promise<Jwks>>();
+  readonly #cache = new Map<string, { readonly keys: Promise<Jwks>; readonly at: number }>();
   /** The transport a JWKS URL is fetched with (tests give one trusting their own CA). */
   readonly #transport: () => HttpTransport;
+  readonly #now: () => number;
 
-  constructor(config: Pick<Config, 'tenants'>, transport: () => HttpTransport = () => new HttpTransport()) {
+  constructor(
+    config: Pick<Config, 'tenants'>,
+    transport: () => HttpTransport = () => new HttpTransport(),
+    now: () => number = Date.now,
+  ) {
     this.#config = config;
     this.#transport = transport;
+    this.#now = now;
   }
 
+  /** The tenant's keys: cached, and read again once they are older than KEYS_MAX_AGE_MS (a key may be revoked). */
   get(tenant: string): Promise<Jwks> {
-    let p = this.#cache.get(tenant);
-    if (!p) {
-      p = this.#load(tenant);
-      this.#cache.set(tenant, p);
-      p.catch(() => this.#cache.delete(tenant));
-    }
-    return p;
+    const c = this.#cache.get(tenant);
+    if (c && this.#now() - c.at < KEYS_MAX_AGE_MS) return c.keys;
+    return this.#reload(tenant);
+  }
+
+  /**
+   * After a signature named a key id the cached keys lack: the review application may have rotated its key, so
+   * the keys are read again — at most once per KEYS_REFRESH_COOLDOWN_MS per tenant, so a flood of unknown key ids
+   * cannot hammer the JWKS host. Undefined when the cooldown holds (the caller keeps its answer).
+   */
+  refresh(tenant: string): Promise<Jwks> | undefined {
+    const c = this.#cache.get(tenant);
+    if (c && this.#now() - c.at < KEYS_REFRESH_COOLDOWN_MS) return undefined;
+    return this.#reload(tenant);
+  }
+
+  #reload(tenant: string): Promise<Jwks> {
+    const keys = this.#load(tenant);
+    const entry = { keys, at: this.#now() };
+    this.#cache.set(tenant, entry);
+    keys.catch(() => {
+      if (this.#cache.get(tenant) === entry) this.#cache.delete(tenant);
+    });
+    return keys;
   }
 
   async #load(tenant: string): Promise<Jwks> {
@@ -178,7 +208,7 @@ export class Intake {
 
   constructor(deps: IntakeDeps) {
     this.#d = deps;
-    this.#keys = new TenantKeys(deps.config);
+    this.#keys = new TenantKeys(deps.config, undefined, deps.now);
     this.#slots = { free: Math.max(1, deps.verifyingAtOnce ?? 4), waiting: [] };
     const recorded = <T>(r: T): T => {
       try {
@@ -214,8 +244,7 @@ export class Intake {
           where: '$.tenant',
         });
       }
-      const keys = await this.#keys.get(read.envelope.tenant);
-      note = await verifyEnvelope(read, { keys, ...this.#artifactDeps() });
+      note = await this.#verify(read);
       renderings = await this.#renderAll(note);
     } catch (e) {
       this.#release();
@@ -224,6 +253,19 @@ export class Intake {
     }
     this.#release();
     return this.#commits.submit(revisionInput(note, source, renderings));
+  }
+
+  /** Verifies with the tenant's keys, read again once if the signature names a key id they lack (rotation). */
+  async #verify(read: ReturnType<typeof readEnvelope>): Promise<VerifiedNote> {
+    const tenant = read.envelope.tenant;
+    try {
+      return await verifyEnvelope(read, { keys: await this.#keys.get(tenant), ...this.#artifactDeps() });
+    } catch (e) {
+      const fresh =
+        e instanceof ScribeError && e.code === 'KEY_UNKNOWN' ? this.#keys.refresh(tenant) : undefined;
+      if (!fresh) throw e;
+      return verifyEnvelope(read, { keys: await fresh, ...this.#artifactDeps() });
+    }
   }
 
   #slot(): Promise<void> | undefined {
@@ -317,8 +359,17 @@ export class Intake {
         },
       );
     }
-    const keys = await this.#keys.get(e.tenant);
-    return verifyEnvelope(JSON.stringify(raw), { keys, ...this.#artifactDeps() });
+    try {
+      return await verifyEnvelope(JSON.stringify(raw), {
+        keys: await this.#keys.get(e.tenant),
+        ...this.#artifactDeps(),
+      });
+    } catch (err) {
+      // Verified when it was recorded (the ledger holds only verified revisions); its key may since have been
+      // rotated out of the tenant's JWKS. The content and artifacts are still checked, the signature not again.
+      if (!(err instanceof ScribeError) || err.code !== 'KEY_UNKNOWN') throw err;
+      return verifyEnvelope(JSON.stringify(raw), { keys: 'skip-signature', ...this.#artifactDeps() });
+    }
   }
 }
 
