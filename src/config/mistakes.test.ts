@@ -150,6 +150,22 @@ describe('config mistakes, each located', () => {
     ]);
   });
 
+  it('a FIFO queue with a standard dead-letter queue, and the other way round', async () => {
+    const fifo = spec('000000000000/signed-notes\n', '000000000000/signed-notes.fifo\n');
+    expect(await problems(fifo)).toEqual([
+      `${at(fifo, 'deadLetterQueueUrl')} (intake.sqs.deadLetterQueueUrl): the queue is a FIFO queue (.fifo), so its dead-letter queue must be one too`,
+    ]);
+    const standard = spec('signed-notes-dlq', 'signed-notes-dlq.fifo');
+    expect(await problems(standard)).toEqual([
+      `${at(standard, 'deadLetterQueueUrl')} (intake.sqs.deadLetterQueueUrl): the queue is a standard queue, so its dead-letter queue must be one too (not .fifo)`,
+    ]);
+    const both = spec('000000000000/signed-notes\n', '000000000000/signed-notes.fifo\n').replace(
+      'signed-notes-dlq',
+      'signed-notes-dlq.fifo',
+    );
+    await expect(loadConfig(configFile(both))).resolves.toBeDefined();
+  });
+
   it('a bad store URL', async () => {
     const line = `${at(SPEC_EXAMPLE, 'store')} (store)`;
     expect(await problems(spec('postgres://postgres@', 'mysql://postgres@'))).toEqual([

@@ -21,6 +21,11 @@ import type {
 const STORE_FORMS =
   'postgres://…, postgresql://…, pglite://<dir relative to this file> or pglite:///<absolute dir>';
 
+/** SQS names FIFO queues `<name>.fifo`, and a queue URL ends with the queue's name. */
+export function isFifoQueue(queueUrl: string): boolean {
+  return /\.fifo\/?$/.test(queueUrl);
+}
+
 /** `store:` → PostgreSQL URL or PGlite directory. */
 export function resolveStore(store: string, ctx: CheckContext): StoreConfig | undefined {
   const at = ['store'];
@@ -76,11 +81,25 @@ export function resolveSqs(raw: unknown, ctx: CheckContext): SqsConfig | undefin
     );
   }
   const queueUrl = part(shape.queueUrl, r['queueUrl']);
-  if (queueUrl !== undefined && part(shape.deadLetterQueueUrl, r['deadLetterQueueUrl']) === queueUrl) {
+  const dlqUrl = part(shape.deadLetterQueueUrl, r['deadLetterQueueUrl']);
+  if (queueUrl !== undefined && dlqUrl === queueUrl) {
     ok = false;
     ctx.problems.at(
       [...at, 'deadLetterQueueUrl'],
       'the dead-letter queue must differ from queueUrl, or poison messages would be received again',
+    );
+  } else if (
+    queueUrl !== undefined &&
+    dlqUrl !== undefined &&
+    isFifoQueue(queueUrl) !== isFifoQueue(dlqUrl)
+  ) {
+    // SQS's own rule for redrive, and a FIFO message needs a message group to be sent at all.
+    ok = false;
+    ctx.problems.at(
+      [...at, 'deadLetterQueueUrl'],
+      isFifoQueue(queueUrl)
+        ? 'the queue is a FIFO queue (.fifo), so its dead-letter queue must be one too'
+        : 'the queue is a standard queue, so its dead-letter queue must be one too (not .fifo)',
     );
   }
   const sqs = part(SqsSchema, raw);

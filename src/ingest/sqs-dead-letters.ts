@@ -16,9 +16,10 @@ import {
   SendMessageCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs';
+import { isFifoQueue } from '../config/resolve.ts';
 import { sha256Hex } from '../contract/artifacts.ts';
 import { ScribeError } from '../errors.ts';
-import { REASON_ATTRIBUTE } from './sqs.ts';
+import { fifoSendAttributes, REASON_ATTRIBUTE } from './sqs.ts';
 
 /** Set on a replayed message: the DLQ message id it came from (the consumer ignores attributes). */
 export const REPLAY_OF_ATTRIBUTE = 'scribe-bridge-replay-of';
@@ -120,6 +121,7 @@ export class SqsDeadLetterQueue {
             MessageAttributes: {
               [REPLAY_OF_ATTRIBUTE]: { DataType: 'String', StringValue: m.MessageId ?? '' },
             },
+            ...(isFifoQueue(this.#o.queueUrl) ? fifoSendAttributes(m, `replay-${m.MessageId ?? ''}`) : {}),
           }),
         );
         await this.#sqs.send(
@@ -159,7 +161,7 @@ export class SqsDeadLetterQueue {
             // Short polls sample the queue; the second empty answer waits a moment to be sure it is empty.
             WaitTimeSeconds: empty === 0 ? 0 : 1,
             MessageAttributeNames: ['All'],
-            MessageSystemAttributeNames: ['SentTimestamp', 'ApproximateReceiveCount'],
+            MessageSystemAttributeNames: ['SentTimestamp', 'ApproximateReceiveCount', 'MessageGroupId'],
           }),
         );
         const got = r.Messages ?? [];

@@ -12,6 +12,11 @@
  * - A transient failure (`retry`) leaves the message on the queue: its visibility is set to a backoff, so it
  *   comes back later; SQS's own redrive policy is the backstop.
  * - Anything else (`dead-letter`, `ambiguous`, an unexpected error) is dead-lettered with its code, as poison is.
+ *
+ * FIFO queues (`.fifo`): the messages of one message group in a batch are handled one after another, in order;
+ * when one is left for later (a transient failure), the group's later messages of the batch are released
+ * unhandled, so SQS gives them again only after it. A poison message goes to the (FIFO) dead-letter queue in its
+ * own message group, deduplicated by its message id.
  */
 import {
   ChangeMessageVisibilityCommand,
@@ -21,6 +26,7 @@ import {
   SendMessageCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs';
+import { isFifoQueue } from '../config/resolve.ts';
 import { type ObjectStore, parseArtifactUri, sha256Hex } from '../contract/artifacts.ts';
 import { type ErrorCode, ScribeError, toScribeError } from '../errors.ts';
 import { fault } from '../service/faults.ts';
@@ -51,6 +57,11 @@ export interface SqsConsumerOptions {
   readonly log?: (event: SqsLogEvent) => void;
   /** Seconds a transiently failed message stays invisible, by receive count (default 5 s doubling, ≤ 12 h). */
   readonly retryDelaySeconds?: (receiveCount: number) => number;
+  /**
+   * Tests only: the client to use instead of one made from these options (to script what SQS answers where no
+   * local server does, e.g. several messages of one FIFO group in one batch).
+   */
+  readonly client?: Pick<SQSClient, 'send' | 'destroy'>;
 }
 
 export type SqsLogEvent =
@@ -71,6 +82,24 @@ export type Handler = (
 ) => Promise<HandleResult>;
 
 export const REASON_ATTRIBUTE = 'scribe-bridge-reason';
+
+/** The message group of a message sent on to a FIFO queue without one of its own (from a standard queue). */
+const DEFAULT_GROUP = 'scribe-bridge';
+
+/**
+ * What a FIFO queue requires of a message sent on: its message group (the one it came in, so order per group is
+ * kept), and a deduplication id — `dedupId`, a message id: resending after a crash within SQS's 5-minute window
+ * then adds no second copy.
+ */
+export function fifoSendAttributes(
+  m: Message,
+  dedupId: string,
+): { MessageGroupId: string; MessageDeduplicationId: string } {
+  return {
+    MessageGroupId: m.Attributes?.['MessageGroupId'] ?? DEFAULT_GROUP,
+    MessageDeduplicationId: dedupId.replace(/[^\x21-\x7e]/g, '_').slice(0, 128),
+  };
+}
 
 /** The claim-check pointer body. */
 interface Pointer {
@@ -107,12 +136,13 @@ function asPointer(body: string): Pointer | undefined {
 
 export class SqsConsumer {
   readonly #o: SqsConsumerOptions;
-  readonly #sqs: SQSClient;
+  readonly #sqs: Pick<SQSClient, 'send' | 'destroy'>;
   readonly #handler: Handler;
+  readonly #fifo: boolean;
   #running = false;
   #loop: Promise<void> | undefined;
   #abort = new AbortController();
-  readonly #inFlight = new Set<Promise<void>>();
+  readonly #inFlight = new Set<Promise<unknown>>();
 
   constructor(options: SqsConsumerOptions, handler: Handler) {
     if (
@@ -123,11 +153,14 @@ export class SqsConsumer {
     }
     this.#o = options;
     this.#handler = handler;
-    this.#sqs = new SQSClient({
-      region: options.region,
-      ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-      ...(options.credentials ? { credentials: options.credentials } : {}),
-    });
+    this.#fifo = isFifoQueue(options.queueUrl);
+    this.#sqs =
+      options.client ??
+      new SQSClient({
+        region: options.region,
+        ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+        ...(options.credentials ? { credentials: options.credentials } : {}),
+      });
   }
 
   start(): void {
@@ -154,13 +187,55 @@ export class SqsConsumer {
         MaxNumberOfMessages: this.#o.maxMessages ?? 10,
         WaitTimeSeconds: this.#o.waitTimeSeconds,
         VisibilityTimeout: this.#o.visibilityTimeoutSeconds,
-        MessageSystemAttributeNames: ['ApproximateReceiveCount'],
+        MessageSystemAttributeNames: ['ApproximateReceiveCount', 'MessageGroupId'],
       }),
       { abortSignal: this.#abort.signal },
     );
     const messages = out.Messages ?? [];
-    await Promise.all(messages.map((m) => this.#track(this.#handle(m))));
+    // Standard queues: every message at once. FIFO: each message group in order, the groups at once.
+    const groups = new Map<string, Message[]>();
+    const handling: Promise<unknown>[] = [];
+    for (const m of messages) {
+      const group = m.Attributes?.['MessageGroupId'];
+      if (group === undefined || !this.#fifo) handling.push(this.#track(this.#handle(m)));
+      else if (groups.has(group)) groups.get(group)!.push(m);
+      else groups.set(group, [m]);
+    }
+    for (const group of groups.values()) handling.push(this.#track(this.#handleGroup(group)));
+    await Promise.all(handling);
     return messages.length;
+  }
+
+  /**
+   * One FIFO message group's messages of a batch, in order. The ones waiting their turn are kept invisible; when
+   * one is left on the queue for later, the rest are released at once — SQS hands out a group's messages in
+   * order, so they come back after it.
+   */
+  async #handleGroup(messages: readonly Message[]): Promise<void> {
+    const waiting = messages.slice(1).map((m) => this.#heartbeat(m));
+    try {
+      for (const [i, m] of messages.entries()) {
+        if (i > 0) clearInterval(waiting[i - 1]);
+        if ((await this.#handle(m)) === 'kept') {
+          for (const rest of messages.slice(i + 1)) await this.#setVisibility(rest, 0);
+          return;
+        }
+      }
+    } finally {
+      for (const t of waiting) clearInterval(t);
+    }
+  }
+
+  #setVisibility(m: Message, seconds: number): Promise<unknown> {
+    return this.#sqs
+      .send(
+        new ChangeMessageVisibilityCommand({
+          QueueUrl: this.#o.queueUrl,
+          ReceiptHandle: m.ReceiptHandle,
+          VisibilityTimeout: seconds,
+        }),
+      )
+      .catch(() => undefined);
   }
 
   async #run(): Promise<void> {
@@ -178,12 +253,13 @@ export class SqsConsumer {
     }
   }
 
-  #track(p: Promise<void>): Promise<void> {
+  #track<T>(p: Promise<T>): Promise<T> {
     this.#inFlight.add(p);
     return p.finally(() => this.#inFlight.delete(p));
   }
 
-  async #handle(m: Message): Promise<void> {
+  /** Handles one message: 'done' when it left the queue (deleted or dead-lettered), 'kept' when it stays. */
+  async #handle(m: Message): Promise<'done' | 'kept'> {
     const messageId = m.MessageId ?? '?';
     const receiveCount = Number(m.Attributes?.ApproximateReceiveCount ?? '1');
     const started = performance.now();
@@ -203,6 +279,7 @@ export class SqsConsumer {
         outcome: result.outcome,
         ms: Math.round(performance.now() - started),
       });
+      return 'done';
     } catch (e) {
       clearInterval(heartbeat);
       let err = toScribeError(e);
@@ -223,18 +300,10 @@ export class SqsConsumer {
           this.#o.retryDelaySeconds?.(receiveCount) ??
           Math.min(5 * 2 ** Math.max(0, receiveCount - 1), 43_200);
         this.#o.log?.({ event: 'sqs.retry-later', messageId, code: err.code, delaySeconds });
-        await this.#sqs
-          .send(
-            new ChangeMessageVisibilityCommand({
-              QueueUrl: this.#o.queueUrl,
-              ReceiptHandle: m.ReceiptHandle,
-              VisibilityTimeout: delaySeconds,
-            }),
-          )
-          .catch(() => undefined);
-        return;
+        await this.#setVisibility(m, delaySeconds);
+        return 'kept';
       }
-      await this.#deadLetter(m, err.code);
+      return (await this.#deadLetter(m, err.code)) ? 'done' : 'kept';
     }
   }
 
@@ -291,22 +360,26 @@ export class SqsConsumer {
     );
   }
 
-  async #deadLetter(m: Message, code: ErrorCode): Promise<void> {
+  /** Sends the message to the DLQ and deletes it (true); without a DLQ it stays for the queue's redrive (false). */
+  async #deadLetter(m: Message, code: ErrorCode): Promise<boolean> {
     const messageId = m.MessageId ?? '?';
-    if (this.#o.deadLetterQueueUrl) {
+    const dlq = this.#o.deadLetterQueueUrl;
+    if (dlq) {
       await this.#sqs.send(
         new SendMessageCommand({
-          QueueUrl: this.#o.deadLetterQueueUrl,
+          QueueUrl: dlq,
           MessageBody: m.Body ?? '',
           MessageAttributes: {
             [REASON_ATTRIBUTE]: { DataType: 'String', StringValue: code },
             'scribe-bridge-source-message-id': { DataType: 'String', StringValue: messageId },
           },
+          ...(isFifoQueue(dlq) ? fifoSendAttributes(m, messageId) : {}),
         }),
       );
       await this.#delete(m);
     }
     // Without a DLQ the message stays; the queue's own redrive policy moves it after maxReceiveCount.
     this.#o.log?.({ event: 'sqs.dead-lettered', messageId, code });
+    return dlq !== undefined;
   }
 }

@@ -71,15 +71,23 @@ export interface Queue {
 
 /**
  * A fauxqs server with the queue `name` (created with `attributes`, if any), its dead-letter queue `<name>-dlq`
- * and the claim-check bucket.
+ * (`<name>-dlq.fifo` for a FIFO `<name>.fifo`) and the claim-check bucket.
  */
 export async function startQueue(name = 'signed-notes', attributes?: Record<string, string>): Promise<Queue> {
   const app = buildApp({ logger: false });
   const endpoint = await app.listen({ port: 0, host: '127.0.0.1' });
   const sqs = new SQSClient({ endpoint, region: 'us-east-1', credentials: AWS_CREDENTIALS });
-  const queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: attributes })))
+  // A `.fifo` name makes FIFO queues (the DLQ too, as SQS requires): `<name>-dlq.fifo`.
+  const fifo = name.endsWith('.fifo');
+  const fifoAttributes = fifo ? { FifoQueue: 'true' } : undefined;
+  const queueUrl = (
+    await sqs.send(
+      new CreateQueueCommand({ QueueName: name, Attributes: { ...fifoAttributes, ...attributes } }),
+    )
+  ).QueueUrl!;
+  const dlqName = fifo ? `${name.slice(0, -'.fifo'.length)}-dlq.fifo` : `${name}-dlq`;
+  const dlqUrl = (await sqs.send(new CreateQueueCommand({ QueueName: dlqName, Attributes: fifoAttributes })))
     .QueueUrl!;
-  const dlqUrl = (await sqs.send(new CreateQueueCommand({ QueueName: `${name}-dlq` }))).QueueUrl!;
   const s3 = new S3Client({
     endpoint,
     region: 'us-east-1',
