@@ -58,6 +58,11 @@ export interface SqsConsumerOptions {
   /** Seconds a transiently failed message stays invisible, by receive count (default 5 s doubling, ≤ 12 h). */
   readonly retryDelaySeconds?: (receiveCount: number) => number;
   /**
+   * How long one message may be in progress before it is no longer kept invisible (default 600 s): a stuck
+   * handling then lets the message come back instead of extending it for ever (reliability-scenarios R28).
+   */
+  readonly handlerDeadlineSeconds?: number;
+  /**
    * Tests only: the client to use instead of one made from these options (to script what SQS answers where no
    * local server does, e.g. several messages of one FIFO group in one batch).
    */
@@ -66,6 +71,8 @@ export interface SqsConsumerOptions {
 
 export type SqsLogEvent =
   | { event: 'sqs.handled'; messageId: string; outcome: string; ms: number }
+  | { event: 'sqs.delete-failed'; messageId: string; code: string }
+  | { event: 'sqs.handler-timeout'; messageId: string; seconds: number }
   | { event: 'sqs.dead-lettered'; messageId: string; code: ErrorCode }
   | { event: 'sqs.retry-later'; messageId: string; code: ErrorCode; delaySeconds: number }
   | { event: 'sqs.receive-failed'; code: string };
@@ -82,6 +89,9 @@ export type Handler = (
 ) => Promise<HandleResult>;
 
 export const REASON_ATTRIBUTE = 'scribe-bridge-reason';
+
+/** Ten minutes: verifying and recording even a 60-minute encounter's note takes well under a second. */
+const DEFAULT_HANDLER_DEADLINE_SECONDS = 600;
 
 /** The message group of a message sent on to a FIFO queue without one of its own (from a standard queue). */
 const DEFAULT_GROUP = 'scribe-bridge';
@@ -265,23 +275,35 @@ export class SqsConsumer {
     const started = performance.now();
     const heartbeat = this.#heartbeat(m);
     let handled = false;
-    try {
+    const work = (async () => {
       const body = await this.#body(m.Body ?? '');
       handled = true;
       fault('after-receive-before-commit');
-      const result = await this.#handler(body, { messageId, receiveCount });
-      clearInterval(heartbeat);
-      fault('after-commit-before-delete');
-      await this.#delete(m);
-      this.#o.log?.({
-        event: 'sqs.handled',
-        messageId,
-        outcome: result.outcome,
-        ms: Math.round(performance.now() - started),
-      });
-      return 'done';
+      return this.#handler(body, { messageId, receiveCount });
+    })();
+    // A hard deadline (R28): past it the message is no longer kept invisible and this batch stops waiting for
+    // it, so it comes back to be handled again instead of being extended for ever (and a stuck handling does
+    // not stop the consumer receiving). Should the stuck handling still record the note, the copy that comes
+    // back is a duplicate; it then deletes the message if it still can.
+    let deadline: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      deadline = setTimeout(() => resolve('timeout'), this.#deadlineSeconds() * 1000);
+      deadline.unref();
+    });
+    let result: HandleResult;
+    try {
+      const first = await Promise.race([work, timedOut]);
+      if (first === 'timeout') {
+        clearInterval(heartbeat);
+        this.#o.log?.({ event: 'sqs.handler-timeout', messageId, seconds: this.#deadlineSeconds() });
+        void this.#track(work.then(() => this.#delete(m)).catch(() => undefined));
+        return 'kept';
+      }
+      result = first;
     } catch (e) {
       clearInterval(heartbeat);
+      clearTimeout(deadline);
+      work.catch(() => undefined);
       let err = toScribeError(e);
       if (!handled && err.disposition !== 'retry' && this.#o.onRefused) {
         try {
@@ -305,6 +327,28 @@ export class SqsConsumer {
       }
       return (await this.#deadLetter(m, err.code)) ? 'done' : 'kept';
     }
+    // Recorded: from here on nothing may dead-letter the message. If the delete fails it comes back, and the
+    // ledger answers it as a duplicate (R29).
+    clearInterval(heartbeat);
+    clearTimeout(deadline);
+    try {
+      fault('after-commit-before-delete');
+      await this.#delete(m);
+    } catch (e) {
+      this.#o.log?.({ event: 'sqs.delete-failed', messageId, code: (e as Error).name });
+      return 'kept';
+    }
+    this.#o.log?.({
+      event: 'sqs.handled',
+      messageId,
+      outcome: result.outcome,
+      ms: Math.round(performance.now() - started),
+    });
+    return 'done';
+  }
+
+  #deadlineSeconds(): number {
+    return this.#o.handlerDeadlineSeconds ?? DEFAULT_HANDLER_DEADLINE_SECONDS;
   }
 
   /** Keeps the message invisible while it is verified and recorded. */
