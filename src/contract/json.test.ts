@@ -34,6 +34,41 @@ describe('parseStrictJson', () => {
     expect(fail('{"a": /* c */ 1}').code).toBe('ENVELOPE_JSON');
   });
 
+  it('rejects a raw control character in a string (momoa would take it), with where', () => {
+    for (const [c, cp] of [
+      ['\n', '000A'],
+      ['\u0000', '0000'],
+      ['\t', '0009'],
+      ['\r', '000D'],
+    ] as const) {
+      const e = fail(`{"a": {"b": "x${c}y"}}`);
+      expect(e.code).toBe('ENVELOPE_JSON');
+      expect(e.message).toContain(`control character U+${cp} unescaped`);
+      expect(e.where).toBe('$.a.b (x.json:1:13)');
+    }
+    expect(fail('{"k\ty": 1}').where).toBe('$ (x.json:1:2)');
+    // Escaped, and raw between tokens, they are fine.
+    expect(parseStrictJson('{\n\t"a":\r\n "x\\n\\u0000y"}').value).toEqual({ a: 'x\n\u0000y' });
+  });
+
+  it('rejects a number beyond a double and nesting deeper than 256, never a RangeError', () => {
+    for (const n of ['1e400', '-1e999', '123456789e400']) {
+      const e = fail(`{"a": [1, ${n}]}`);
+      expect(e.code).toBe('ENVELOPE_JSON');
+      expect(e.message).toContain('too large for a double');
+      expect(e.where).toBe('$.a[1] (x.json:1:11)');
+    }
+    for (const depth of [257, 300, 200_000]) {
+      const e = fail(`${'['.repeat(depth)}${']'.repeat(depth)}`);
+      expect(e.code).toBe('ENVELOPE_JSON');
+      expect(e.message).toContain('nested more than 256 levels deep');
+      const o = fail(`${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`);
+      expect(o.message).toContain('nested more than 256 levels deep');
+    }
+    const ok = `${'['.repeat(256)}${']'.repeat(256)}`;
+    expect(parseStrictJson(ok).value).toEqual(JSON.parse(ok));
+  });
+
   it('rejects Unicode noncharacters (I-JSON §2.1), literal or escaped, in values and member names, with where', () => {
     for (const [text, cp, where] of [
       ['{"a": ["x\uffff"]}', 'FFFF', '$.a[0] (x.json:1:8)'],

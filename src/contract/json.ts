@@ -60,6 +60,27 @@ export function decodeUtf8(bytes: Uint8Array, what: string, code: ErrorCode = 'E
 
 /** Parses JSON text strictly (see module doc). Throws ScribeError with a location on any violation. */
 export function parseStrictJson(text: string, opts: StrictJsonOptions = {}): StrictJson {
+  try {
+    return parseStrict(text, opts);
+  } catch (e) {
+    // Nesting deep enough to exhaust the stack of a recursive reader (tens of thousands of levels).
+    if (e instanceof RangeError) throw tooDeep(opts);
+    throw e;
+  }
+}
+
+function tooDeep(opts: StrictJsonOptions): ScribeError {
+  return new ScribeError(
+    opts.syntaxCode ?? 'ENVELOPE_JSON',
+    `arrays and objects are nested more than ${MAX_DEPTH} levels deep`,
+    { ...(opts.source ? { where: opts.source } : {}) },
+  );
+}
+
+/** Deeper than any envelope or HealthScribe file (about 8 levels); refused before anything recurses into it. */
+const MAX_DEPTH = 256;
+
+function parseStrict(text: string, opts: StrictJsonOptions): StrictJson {
   const fast = parseUnique(text);
   if (fast === undefined) return parseWithTree(text, opts);
   const at = locationFormat(opts);
@@ -106,18 +127,23 @@ function parseUnique(text: string): JsonValue | undefined {
   STRING_TOKEN.lastIndex = 0;
   for (let m = STRING_TOKEN.exec(text); m !== null; m = STRING_TOKEN.exec(text))
     if (m[1] !== undefined) declared++;
-  const held = countMembers(value);
+  const held = countMembers(value, 0);
   return held === declared ? value : undefined;
 }
 
-/** Members held by a parsed value, or -1 when a string or member name is one I-JSON refuses. */
-function countMembers(v: JsonValue): number {
+/**
+ * Members held by a parsed value, or -1 when a string or member name is one I-JSON refuses, a number is out of
+ * the range of a double (JSON.parse makes it Infinity), or nesting is deeper than MAX_DEPTH.
+ */
+function countMembers(v: JsonValue, depth: number): number {
   if (typeof v === 'string') return allowedString(v) ? 0 : -1;
+  if (typeof v === 'number') return Number.isFinite(v) ? 0 : -1;
   if (v === null || typeof v !== 'object') return 0;
+  if (depth >= MAX_DEPTH) return -1;
   let n = 0;
   if (Array.isArray(v)) {
     for (const x of v) {
-      const c = countMembers(x);
+      const c = countMembers(x, depth + 1);
       if (c < 0) return -1;
       n += c;
     }
@@ -125,7 +151,7 @@ function countMembers(v: JsonValue): number {
   }
   for (const k in v) {
     if (!allowedString(k)) return -1;
-    const c = countMembers(v[k]!);
+    const c = countMembers(v[k]!, depth + 1);
     if (c < 0) return -1;
     n += c + 1;
   }
@@ -139,6 +165,7 @@ function parseWithTree(text: string, opts: StrictJsonOptions): StrictJson {
   try {
     doc = momoaParse(text, { mode: 'json' });
   } catch (e) {
+    if (e instanceof RangeError) throw tooDeep(opts);
     const err = e as { message?: string; line?: number; column?: number };
     const where = err.line !== undefined ? at(err.line, err.column ?? 0) : opts.source;
     // momoa's message names the unexpected token and its position; it carries no document content beyond one character.
@@ -146,9 +173,19 @@ function parseWithTree(text: string, opts: StrictJsonOptions): StrictJson {
       ...(where ? { where } : {}),
     });
   }
-  checkNode(doc.body, [], opts, at);
+  checkNode(doc.body, [], opts, at, text, 0);
+  let value: JsonValue;
+  try {
+    value = JSON.parse(text) as JsonValue;
+  } catch (e) {
+    // momoa accepted what JSON.parse refuses; checkNode finds the known cases (control characters in strings).
+    throw new ScribeError(
+      opts.syntaxCode ?? 'ENVELOPE_JSON',
+      `not valid JSON: ${firstLine((e as Error).message)}`,
+    );
+  }
   return {
-    value: JSON.parse(text) as JsonValue,
+    value,
     locate(path) {
       const node = find(doc.body, path);
       return at(node.loc.start.line, node.loc.start.column);
@@ -165,7 +202,10 @@ function checkNode(
   path: PathSegment[],
   opts: StrictJsonOptions,
   at: (l: number, c: number) => string,
+  text: string,
+  depth: number,
 ): void {
+  if ((node.type === 'Object' || node.type === 'Array') && depth >= MAX_DEPTH) throw tooDeep(opts);
   if (node.type === 'Object') {
     const seen = new Set<string>();
     for (const m of node.members) {
@@ -179,29 +219,52 @@ function checkNode(
         );
       }
       seen.add(name);
-      if (m.name.type === 'String') checkString(m.name.value, path, m.loc.start, opts, at);
+      if (m.name.type === 'String') checkString(m.name, path, opts, at, text);
       path.push(name);
-      checkNode(m.value, path, opts, at);
+      checkNode(m.value, path, opts, at, text, depth + 1);
       path.pop();
     }
   } else if (node.type === 'Array') {
     node.elements.forEach((el, i) => {
       path.push(i);
-      checkNode(el.value, path, opts, at);
+      checkNode(el.value, path, opts, at, text, depth + 1);
       path.pop();
     });
   } else if (node.type === 'String') {
-    checkString(node.value, path, node.loc.start, opts, at);
+    checkString(node, path, opts, at, text);
+  } else if (node.type === 'Number' && !Number.isFinite(node.value)) {
+    throw new ScribeError(
+      opts.syntaxCode ?? 'ENVELOPE_JSON',
+      'a number is too large for a double (IEEE 754), as I-JSON requires (RFC 7493 §2.2)',
+      { where: `${formatPath(path)} (${at(node.loc.start.line, node.loc.start.column)})` },
+    );
   }
 }
 
+/** RFC 8259 §7: a control character (U+0000–U+001F) inside a string must be escaped. */
+const RAW_CONTROL = /[\u0000-\u001F]/;
+
 function checkString(
-  s: string,
+  node: {
+    value: string;
+    loc: { start: { line: number; column: number; offset: number }; end: { offset: number } };
+  },
   path: PathSegment[],
-  loc: { line: number; column: number },
   opts: StrictJsonOptions,
   at: (l: number, c: number) => string,
+  text: string,
 ): void {
+  const s = node.value;
+  const loc = node.loc.start;
+  const raw = RAW_CONTROL.exec(text.slice(loc.offset, node.loc.end.offset));
+  if (raw) {
+    const cp = raw[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
+    throw new ScribeError(
+      opts.syntaxCode ?? 'ENVELOPE_JSON',
+      `not valid JSON: a string holds the control character U+${cp} unescaped (JSON requires \\u${cp.toLowerCase()}, or \\n, \\r, \\t)`,
+      { where: `${formatPath(path)} (${at(loc.line, loc.column)})` },
+    );
+  }
   // I-JSON: no unpaired surrogates (they have no UTF-8 form, so no canonical form to sign).
   if (!s.isWellFormed()) {
     throw new ScribeError(
