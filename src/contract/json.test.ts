@@ -34,6 +34,24 @@ describe('parseStrictJson', () => {
     expect(fail('{"a": /* c */ 1}').code).toBe('ENVELOPE_JSON');
   });
 
+  it('reads escaped member names from its own tree, as JSON.parse would (own __proto__ included)', () => {
+    // The fast path leaves these to the tree: Node 24's JSON.parse was seen to turn a repeated escaped member
+    // name into a new, wrong one after a long run (the property test below found it).
+    expect(fail('{"\\u0061": [], "a\\"": 1, "\\u0061": 2}').code).toBe('ENVELOPE_DUPLICATE_MEMBER');
+    for (const text of [
+      '{"x\\u0061y": 1, "b": [true, null, -0.5e-3, "\\ud83d\\ude00"]}',
+      '{"__proto__": {"a\\n": 1}, "q\\"": {}}',
+      '[{"\\\\": "\\/"}]',
+    ]) {
+      const v = parseStrictJson(text).value;
+      expect(v).toEqual(JSON.parse(text));
+      expect(JSON.stringify(v)).toBe(JSON.stringify(JSON.parse(text)));
+    }
+    const proto = parseStrictJson('{"__proto__": {"polluted\\u0021": true}}').value as object;
+    expect(Object.keys(proto)).toEqual(['__proto__']);
+    expect(Object.getPrototypeOf(proto)).toBe(Object.prototype);
+  });
+
   it('rejects a raw control character in a string (momoa would take it), with where', () => {
     for (const [c, cp] of [
       ['\n', '000A'],
