@@ -34,9 +34,10 @@ const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lower-case hex 
 const instant = z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time with a time zone' });
 const fhirDate = z
   .string()
-  .regex(
-    /^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$/,
-    'must be a date: YYYY, YYYY-MM or YYYY-MM-DD',
+  .regex(/^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$/, 'must be a date: YYYY, YYYY-MM or YYYY-MM-DD')
+  .refine(
+    (d) => d.length < 10 || new Date(`${d}T00:00:00Z`).toISOString().startsWith(d),
+    'must be a day of the calendar (no 31 April, no 29 February outside a leap year)',
   );
 const nonBlank = z
   .string()
@@ -129,7 +130,12 @@ export const EnvelopeSchema = z.strictObject({
   }),
   encounter: z.strictObject({
     identifier: Identifiers,
-    period: z.strictObject({ start: instant, end: instant.optional() }),
+    period: z
+      .strictObject({ start: instant, end: instant.optional() })
+      .refine((p) => p.end === undefined || Date.parse(p.end) >= Date.parse(p.start), {
+        path: ['end'],
+        message: 'must not be before start (FHIR Period, per-1)',
+      }),
     class: z.enum(['AMB', 'IMP', 'EMER', 'VR', 'HH']).optional(),
   }),
   author: z.strictObject({ identifier: Identifiers, name: HumanName.optional() }),
@@ -172,6 +178,7 @@ export function readEnvelope(input: string | Uint8Array, source?: string): ReadE
   }
   const envelope = r.data;
   checkControlCharacters(envelope, json.value, json);
+  checkSizes(envelope, json);
   checkSentenceIds(envelope, json);
   return { envelope, raw: json.value as { [k: string]: JsonValue }, json };
 }
@@ -213,6 +220,41 @@ function checkControlCharacters(env: Envelope, raw: unknown, json: StrictJson): 
 function codeOf(text: string): string {
   const m = FORBIDDEN_CONTROL.exec(text);
   return (m?.[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0');
+}
+
+/** FHIR's limit on one string (R4 §2.1.28.0.1: "SHALL NOT exceed 1 MB"), in UTF-8 bytes. */
+export const MAX_STRING_BYTES = 1024 * 1024;
+/**
+ * The most note text (all sentences, UTF-8) one envelope may carry: its text/plain rendering goes out base64 in
+ * one FHIR attachment, and base64Binary is limited to 16 MB (12 MB of bytes before encoding).
+ */
+export const MAX_NOTE_TEXT_BYTES = 10 * 1024 * 1024;
+
+/**
+ * Sizes every destination can carry, refused at intake (with the sentence) rather than after rendering: one
+ * sentence's text at most MAX_STRING_BYTES, the note's text at most MAX_NOTE_TEXT_BYTES.
+ */
+function checkSizes(env: Envelope, json: StrictJson): void {
+  let total = 0;
+  const issues: LocatedIssue[] = [];
+  env.note.sections.forEach((section, si) => {
+    section.sentences.forEach((s, i) => {
+      const bytes = Buffer.byteLength(s.text, 'utf8');
+      total += bytes;
+      if (bytes > MAX_STRING_BYTES)
+        issues.push({
+          where: located(['note', 'sections', si, 'sentences', i, 'text'], json),
+          message: `sentence "${s.id}" has ${bytes} bytes of text; a FHIR string holds at most 1 MB (${MAX_STRING_BYTES} bytes)`,
+        });
+    });
+  });
+  if (total > MAX_NOTE_TEXT_BYTES)
+    issues.push({
+      where: located(['note'], json),
+      message: `the note has ${total} bytes of text; at most ${MAX_NOTE_TEXT_BYTES} (10 MB) fit one FHIR attachment`,
+    });
+  if (issues.length > 0)
+    throw schemaError('ENVELOPE_SCHEMA', 'the note is larger than a destination can carry', issues);
 }
 
 function checkSentenceIds(env: Envelope, json: StrictJson): void {

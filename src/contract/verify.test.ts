@@ -133,6 +133,70 @@ describe('verifyEnvelope', () => {
     expect(err.status).toBe(400);
   });
 
+  it('refuses impossible calendar dates and an encounter that ends before it starts, located', async () => {
+    const withPatient = (birthDate: string) => {
+      const e = envelopeJson();
+      (e['patient'] as Obj)['birthDate'] = birthDate;
+      return e;
+    };
+    for (const bad of ['1961-02-30', '2023-02-29', '1961-04-31', '1900-02-29']) {
+      const err = await expectCode(JSON.stringify(await signed(withPatient(bad))), 'ENVELOPE_SCHEMA');
+      expect(err.issues.map((i) => i.where.split(' ')[0])).toEqual(['$.patient.birthDate']);
+      expect(err.issues[0]!.message).toContain('must be a day of the calendar');
+    }
+    const keys = jwksOf(await testKey());
+    for (const good of ['2024-02-29', '2000-02-29', '1961-03', '1961', '1961-12-31'])
+      await verifyEnvelope(bytesOf(await signed(withPatient(good))), { keys });
+
+    const period = (start: string, end: string) => {
+      const e = envelopeJson();
+      (e['encounter'] as Obj)['period'] = { start, end };
+      return e;
+    };
+    const err = await expectCode(
+      JSON.stringify(await signed(period('2026-11-20T14:02:00-05:00', '2026-11-20T19:01:59Z'))),
+      'ENVELOPE_SCHEMA',
+    );
+    expect(err.issues.map((i) => [i.where.split(' ')[0], i.message])).toEqual([
+      ['$.encounter.period.end', 'must not be before start (FHIR Period, per-1)'],
+    ]);
+    // The same instant written in two zones, and an end after the start, are fine.
+    await verifyEnvelope(bytesOf(await signed(period('2026-11-20T14:02:00-05:00', '2026-11-20T19:02:00Z'))), {
+      keys,
+    });
+  });
+
+  it('refuses a sentence over 1 MB and a note over 10 MB of text, naming the sentence', async () => {
+    const keys = jwksOf(await testKey());
+    const withTexts = (texts: string[]) => {
+      const e = envelopeJson();
+      const sentences = ((e['note'] as Obj)['sections'] as Obj[])[0]!['sentences'] as Obj[];
+      texts.forEach((t, i) => {
+        sentences[i] = { id: `big${i}`, text: t, evidence: [] };
+      });
+      return e;
+    };
+    const mb = 1024 * 1024;
+    // Exactly 1 MB (in UTF-8 bytes: 'é' is two) is fine; one byte more is not.
+    await verifyEnvelope(bytesOf(await signed(withTexts(['é'.repeat(mb / 2)]))), { keys });
+    const one = await expectCode(
+      JSON.stringify(await signed(withTexts([`x${'é'.repeat(mb / 2)}`]))),
+      'ENVELOPE_SCHEMA',
+    );
+    expect(one.issues.map((i) => [i.where.split(' ')[0], i.message])).toEqual([
+      [
+        '$.note.sections[0].sentences[0].text',
+        `sentence "big0" has ${mb + 1} bytes of text; a FHIR string holds at most 1 MB (${mb} bytes)`,
+      ],
+    ]);
+    const many = await expectCode(
+      JSON.stringify(await signed(withTexts(Array.from({ length: 11 }, () => 'x'.repeat(mb - 1))))),
+      'ENVELOPE_SCHEMA',
+    );
+    expect(many.issues.map((i) => i.where.split(' ')[0])).toEqual(['$.note']);
+    expect(many.issues[0]!.message).toMatch(/^the note has \d+ bytes of text; at most 10485760 \(10 MB\)/);
+  });
+
   it('accepts TAB, LF and CR inside sentences', async () => {
     const e = envelopeJson();
     const s = ((e['note'] as Obj)['sections'] as Obj[])[1]!['sentences'] as Obj[];
