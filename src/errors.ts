@@ -378,6 +378,12 @@ export const ERROR_CODES = {
     issue: 'not-found',
     hint: 'Check the path and its permissions.',
   },
+  FILE_UNWRITABLE: {
+    status: 400,
+    disposition: 'reject',
+    issue: 'processing',
+    hint: 'Give a file path in an existing folder you may write to (--out <folder>/<file>).',
+  },
   INTERNAL: {
     status: 500,
     disposition: 'dead-letter',

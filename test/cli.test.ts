@@ -3,7 +3,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -88,6 +88,20 @@ describe('scribe-bridge map', () => {
     expect(`${bytes.toString('utf8')}\n`).toBe(printed.stdout);
     expect(written.stderr).toContain(createHash('sha256').update(bytes).digest('hex'));
     expect(JSON.parse(bytes.toString('utf8')).resourceType).toBe('DocumentReference');
+  });
+
+  it('--out into a missing folder, or onto a folder: FILE_UNWRITABLE naming the path, nothing left behind', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sb-map-out-'));
+    for (const [out, why] of [
+      [join(dir, 'no-such-folder', 'x.hl7'), 'its folder does not exist'],
+      [dir, 'it is a folder'],
+    ] as const) {
+      const r = await run(['map', `${valid}/hp-typical.json`, '--mapping', 'mdm', '--out', out]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`FILE_UNWRITABLE: cannot write the output file (${why}) (at ${out})`);
+      expect(r.stderr).not.toContain('INTERNAL');
+    }
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it('renders a retraction from the revision found beside it', async () => {

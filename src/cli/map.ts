@@ -1,5 +1,6 @@
-import { rename, writeFile } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { delimiter, dirname, resolve } from 'node:path';
+import { ScribeError } from '../errors.ts';
 import { render } from '../map/engine.ts';
 import { MappingRegistry } from '../map/registry.ts';
 import { Conformance } from '../validate/conformance.ts';
@@ -23,11 +24,28 @@ export interface MapOptions {
   rendering?: string[];
 }
 
-/** Writes a file atomically: a temporary file in the same folder, then a rename. */
+/**
+ * Writes a file atomically: a temporary file in the same folder, then a rename. A path that cannot be written
+ * (no such folder, a folder, no permission) is FILE_UNWRITABLE, naming the path; the temporary file is removed.
+ */
 export async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const tmp = resolve(dirname(path), `.${Date.now().toString(36)}-${process.pid}.tmp`);
-  await writeFile(tmp, data);
-  await rename(tmp, path);
+  try {
+    await writeFile(tmp, data);
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true }).catch(() => undefined);
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    const why =
+      code === 'ENOENT'
+        ? 'its folder does not exist'
+        : code === 'EISDIR'
+          ? 'it is a folder'
+          : code === 'EACCES' || code === 'EPERM'
+            ? 'permission denied'
+            : code;
+    throw new ScribeError('FILE_UNWRITABLE', `cannot write the output file (${why})`, { where: path });
+  }
 }
 
 export async function mapCommand(envelopePath: string, opts: MapOptions, io: Io): Promise<number> {
