@@ -90,6 +90,49 @@ describe('MDM escaping round trip (independent parser)', () => {
   }, 600_000);
 });
 
+describe('MDM text longer than one FT / TX value (v2.5.1: 65,536 characters)', () => {
+  it('goes in several OBX, each within the length, that read back to the exact text (FT and TX)', async () => {
+    const base = await verifyEnvelope(bytesOf(await signed(envelopeJson())), { keys: 'skip-signature' });
+    const conformance = new Conformance({
+      structureDefinitions: new Map(),
+      valueSets: new Map(),
+      codeSystems: new Map(),
+      files: new Map(),
+      warnings: [],
+    });
+    // ~150,000 escaped characters: delimiters (3 each once escaped), line breaks (5), a 70,000-character line.
+    const texts = [
+      'pipes | and ^ carets & co\n'.repeat(1_500),
+      `one long line ${'x'.repeat(70_000)} end`,
+      '😀 胸痛 |'.repeat(2_000),
+    ];
+    const note: VerifiedNote = {
+      ...base,
+      sentences: base.sentences.map((s, i) => ({ ...s, text: texts[i]! })),
+    };
+    for (const [mapping, ft] of [
+      [shipped, true],
+      [txMapping, false],
+    ] as const) {
+      const r = render(mapping, { note });
+      conformance.check(r); // OBX-5 lengths included
+      const obx = r.body.split('\r').filter((seg) => seg.startsWith('OBX|'));
+      expect(obx.length).toBeGreaterThan(ft ? 2 : texts[0]!.split('\n').length);
+      for (const seg of obx) expect(seg.split('|')[5]!.length).toBeLessThanOrEqual(65_536);
+      expect(obx.map((seg) => seg.split('|')[1])).toEqual(obx.map((_, i) => String(i + 1)));
+      const decoded = obxLines(parseEr7(r.body));
+      const expected = lines(renderedText(note));
+      if (ft) expect(decoded.join('')).toBe(expected);
+      else {
+        // TX: one OBX per line, a line too long for one value continuing in the next OBX.
+        expect(decoded.join('\n')).not.toBe(expected);
+        expect(decoded.join('')).toBe(expected.replace(/\n/g, ''));
+        expect(decoded.some((l) => l.startsWith('one long line') && !l.endsWith('end'))).toBe(true);
+      }
+    }
+  }, 60_000);
+});
+
 /** The plain rendering the OBX content carries (the same mapping renders it; this reads it back from the vars). */
 const docref = new MappingRegistry().get('us-core-docref');
 function renderedText(note: VerifiedNote): string {

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { VerifiedNote } from '../contract/verify.ts';
 import { ScribeError } from '../errors.ts';
 import type { Vars } from './expr.ts';
-import { DEFAULT_DELIMITERS, parseDelimiters, serializeHl7 } from './hl7.ts';
+import { DEFAULT_DELIMITERS, type Delimiters, escapedPieces, parseDelimiters, serializeHl7 } from './hl7.ts';
 import { hl7Vars } from './hl7-vars.ts';
 import type { LifecycleMode, Mapping } from './mapping-file.ts';
 import { buildVars, type RenderOptions } from './model.ts';
@@ -58,14 +58,17 @@ export type Serializer = (
 
 const serializers: Record<Mapping['format'], Serializer> = {
   fhir: (value) => ({ body: JSON.stringify(value), contentType: 'application/fhir+json' }),
-  hl7v2: (value, mapping) => {
-    const d =
-      typeof mapping.settings['delimiters'] === 'string'
-        ? parseDelimiters(mapping.settings['delimiters'])
-        : DEFAULT_DELIMITERS;
-    return { body: serializeHl7(value, d), contentType: 'x-application/hl7-v2+er7' };
-  },
+  hl7v2: (value, mapping) => ({
+    body: serializeHl7(value, delimitersOf(mapping)),
+    contentType: 'x-application/hl7-v2+er7',
+  }),
 };
+
+function delimitersOf(mapping: Mapping): Delimiters {
+  return typeof mapping.settings['delimiters'] === 'string'
+    ? parseDelimiters(mapping.settings['delimiters'])
+    : DEFAULT_DELIMITERS;
+}
 
 /** Renders one note with one mapping. Throws ScribeError (MAPPING_*) only. */
 export function render(mapping: Mapping, input: RenderInput): Rendering {
@@ -140,6 +143,7 @@ function writeRequest(req: NonNullable<Mapping['request']['new']>, vars: Vars): 
 /** Renders the mapping's text renderings (the ones the destination asked for, or the defaults). */
 function renderTexts(mapping: Mapping, vars: Vars, options: RenderOptions): Record<string, unknown> {
   const wanted = options.renderings ?? mapping.defaultRenderings;
+  const hl7 = mapping.format === 'hl7v2' ? delimitersOf(mapping) : undefined;
   const out: Record<string, unknown> = {};
   const list: unknown[] = [];
   for (const name of wanted) {
@@ -151,12 +155,17 @@ function renderTexts(mapping: Mapping, vars: Vars, options: RenderOptions): Reco
     }
     const text = renderText(r, vars);
     const bytes = Buffer.from(text, 'utf8');
+    // One item per line (CRLF, CR or LF): what HL7 TX content takes, one OBX per line.
+    const lines = text.replace(/\r?\n$|\r$/, '').split(/\r\n|\r|\n/);
     const entry = {
       name,
       contentType: r.contentType,
       text,
-      // One item per line (CRLF, CR or LF): what HL7 TX content takes, one OBX per line.
-      lines: text.replace(/\r?\n$|\r$/, '').split(/\r\n|\r|\n/),
+      lines,
+      // For HL7: the text, and each line, in pieces that fit one FT / TX value once escaped (65,536 characters).
+      ...(hl7
+        ? { pieces: escapedPieces(text, hl7), linePieces: lines.flatMap((l) => escapedPieces(l, hl7)) }
+        : {}),
       data: bytes.toString('base64'),
       size: bytes.length,
       hash: createHash('sha1').update(bytes).digest('base64'),

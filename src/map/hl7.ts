@@ -84,6 +84,57 @@ export function escapeHl7(text: string, d: Delimiters = DEFAULT_DELIMITERS): str
   return text.replace(e.all, (m) => e.map.get(m)!);
 }
 
+/** HL7 v2.5.1's length of an FT or TX value (and so of OBX-5 holding one), in characters. */
+export const HL7_TEXT_MAX = 65_536;
+
+/**
+ * Cuts text into pieces whose escaped form (escapeHl7) is at most `max` characters each, so each fits one FT or
+ * TX value: whole lines while they fit (a piece ends after a line break), a line longer than that cut where it
+ * must — never inside a surrogate pair or a CRLF. Joined, the pieces are the text. Text that fits is one piece.
+ */
+export function escapedPieces(
+  text: string,
+  d: Delimiters = DEFAULT_DELIMITERS,
+  max = HL7_TEXT_MAX,
+): string[] {
+  const special = new Set([d.field, d.component, d.repetition, d.escape, d.subcomponent]);
+  const breakCost = escapeHl7('\n', d).length;
+  const pieces: string[] = [];
+  let start = 0;
+  let cost = 0;
+  /** Where the current piece may end after its last line break, and the cost up to there. */
+  let lineEnd = -1;
+  let i = 0;
+  while (i < text.length) {
+    const c = text.charCodeAt(i);
+    let width = 1;
+    let units = 1;
+    if (c === 13 && text.charCodeAt(i + 1) === 10) {
+      width = breakCost;
+      units = 2;
+    } else if (c === 13 || c === 10) width = breakCost;
+    else if (c >= 0xd800 && c <= 0xdbff && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      // Counted as two (UTF-16 code units): a receiver counting either way finds the piece within the limit.
+      units = 2;
+      width = 2;
+    } else if (special.has(text[i]!)) width = 3;
+    if (cost + width > max && i > start) {
+      const cut = lineEnd > start ? lineEnd : i;
+      pieces.push(text.slice(start, cut));
+      start = cut;
+      lineEnd = -1;
+      cost = 0;
+      i = cut;
+      continue;
+    }
+    cost += width;
+    i += units;
+    if (c === 13 || c === 10) lineEnd = i;
+  }
+  if (start < text.length || pieces.length === 0) pieces.push(text.slice(start));
+  return pieces;
+}
+
 type Positional = Record<string, unknown>;
 
 function isPositional(v: unknown): v is Positional {

@@ -1,10 +1,11 @@
 /**
  * Structural checks of a rendered HL7 v2.5.1 MDM message, per message (cheap): segment framing, the MSH header,
- * the v2.5.1 field lengths the spec calls out (MSH-10 ≤ 20, TXA-12.1 ≤ 30), and the segments each MDM structure
+ * the v2.5.1 field lengths the spec calls out (MSH-10 ≤ 20, TXA-12.1 ≤ 30) and that of FT / TX text in OBX-5
+ * (65,536), and the segments each MDM structure
  * requires (MDM_T01: MSH EVN PID PV1 TXA; MDM_T02: the same plus at least one OBX).
  */
 import type { Delimiters } from '../map/hl7.ts';
-import { DEFAULT_DELIMITERS } from '../map/hl7.ts';
+import { DEFAULT_DELIMITERS, HL7_TEXT_MAX } from '../map/hl7.ts';
 
 export interface Hl7Issue {
   readonly path: string;
@@ -50,6 +51,17 @@ export function checkMdm(body: string, d: Delimiters = DEFAULT_DELIMITERS): Hl7I
   }
   if (structure === 'MDM_T01' && names.includes('OBX'))
     issues.push({ path: 'OBX', message: 'MDM_T01 carries no OBX' });
+  // Text content: an FT or TX value is at most 65,536 characters in v2.5.1 (escaped, as it goes on the wire).
+  names.forEach((name, i) => {
+    if (name !== 'OBX') return;
+    const o = fields(i);
+    const value = o[5] ?? '';
+    if ((o[2] === 'FT' || o[2] === 'TX') && value.length > HL7_TEXT_MAX)
+      issues.push({
+        path: `OBX-5 (OBX ${o[1] ?? '?'})`,
+        message: `a${o[2] === 'FT' ? 'n' : ''} ${o[2]} value holds at most ${HL7_TEXT_MAX} characters (is ${value.length}): give the text in several OBX`,
+      });
+  });
   const txa = names.indexOf('TXA');
   if (txa >= 0) {
     const t = fields(txa);
