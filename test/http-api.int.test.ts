@@ -122,9 +122,14 @@ describe('HTTP API', () => {
     });
     expect(status.status).toBe(200);
     const body = (await status.json()) as {
-      revisions: Array<{ deliveries: Array<{ destination: string; state: string }> }>;
+      revisions: Array<{
+        deliveries: Array<{ destination: string; state: string }>;
+        signature: { signedAt: string };
+      }>;
     };
     expect(body.revisions[0]!.deliveries[0]).toMatchObject({ destination: 'archive', state: 'pending' });
+    // signedAt exactly as the envelope signed it (not the stored timestamp re-formatted).
+    expect(body.revisions[0]!.signature.signedAt).toBe(JSON.parse(dap).signature.signedAt);
     const missing = await fetch(`${api.base}/v1/notes/riverside-clinic/nope`, {
       headers: { authorization: `Bearer ${TOKENS.operator}` },
     });

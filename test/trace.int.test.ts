@@ -195,7 +195,7 @@ describe.each(['pglite', 'postgres'] as const)('trace on %s', (store) => {
       const env = n.sent as any;
       expect(r.signature).toMatchObject({
         verified: true,
-        signedAt: new Date(env.signature.signedAt).toISOString(),
+        signedAt: env.signature.signedAt, // exactly as signed, not re-formatted
       });
       expect(r.signature.signer.identifier).toEqual(env.author.identifier);
       expect(r.healthscribe.jobName ?? r.healthscribe.sessionId).toBe(

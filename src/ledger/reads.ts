@@ -32,10 +32,11 @@ export async function revisionStatus(
     received_at: Date;
     sig_kid: string;
     sig_alg: string;
-    signed_at: Date;
+    signed_at: string;
   }>(
+    // signedAt exactly as signed (the envelope's string), not the timestamp column re-formatted.
     `select id, revision, status, state, state_reason, hold_until, content_sha256, source, received_at, sig_kid,
-       sig_alg, signed_at
+       sig_alg, envelope->'signature'->>'signedAt' as signed_at
      from note_revisions where tenant = $1 and note_id = $2 order by revision`,
     [tenant, noteId],
   );

@@ -247,7 +247,8 @@ export interface NoteStatusView {
     readonly contentSha256: string;
     readonly source: string;
     readonly receivedAt: Date;
-    readonly signature: { readonly kid: string; readonly alg: string; readonly signedAt: Date };
+    /** signedAt as the envelope has it (the signed string). */
+    readonly signature: { readonly kid: string; readonly alg: string; readonly signedAt: string };
     readonly deliveries: readonly DeliveryStatus[];
   }[];
 }

@@ -310,7 +310,7 @@ async function buildRevision(
       kid: row.sig_kid,
       alg: row.sig_alg,
       ...(row.sig_thumbprint ? { thumbprint: row.sig_thumbprint } : {}),
-      signedAt: row.signed_at.toISOString(),
+      signedAt: envelope.signature.signedAt, // exactly as signed
       // Only verified revisions are ever recorded (RevisionInput.signature.verified must be true).
       verified: true,
       signer: {
