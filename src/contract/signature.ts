@@ -4,6 +4,7 @@
  *
  * Canonical JSON comes from `canonicalize` (the RFC 8785 author's implementation); JWS from `jose`.
  */
+import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import canonicalize from 'canonicalize';
 import {
@@ -207,7 +208,13 @@ export async function verifyDetachedJws(
   }
   const kid = header.kid;
   if (typeof kid !== 'string' || kid === '') {
-    throw new ScribeError('KEY_UNKNOWN', 'the JWS header has no "kid"', { where: `${where} (header.kid)` });
+    throw new ScribeError(
+      'KEY_UNKNOWN',
+      kid === undefined
+        ? 'the JWS header has no "kid"'
+        : 'the JWS header\'s "kid" must be a non-empty string',
+      { where: `${where} (header.kid)` },
+    );
   }
   const candidates = jwks.keys.filter((k) => k.kid === kid);
   if (candidates.length === 0) {
@@ -216,25 +223,78 @@ export async function verifyDetachedJws(
     });
   }
   const payload = base64url.encode(content);
+  // Why each key with this kid did not verify it: a mismatch, or a reason the key cannot verify this algorithm.
+  const unusable: string[] = [];
+  let mismatched = false;
   for (const jwk of candidates) {
-    if (jwk.alg !== undefined && jwk.alg !== alg) continue;
-    if (jwk.use !== undefined && jwk.use !== 'sig') continue;
-    if (jwk.key_ops !== undefined && !jwk.key_ops.includes('verify')) continue;
-    try {
-      const key = await importPublic(jwk, alg);
-      await flattenedVerify({ protected: headerB64, payload, signature: sigB64 }, key, { algorithms: [alg] });
-      return {
-        kid,
-        alg: alg as SignatureAlg,
-        thumbprint: await calculateJwkThumbprint(jwk, 'sha256'),
-        signedAt,
-        verified: true,
-      };
-    } catch {
-      // try the next key with this kid; any failure means "this key did not verify it"
+    if (jwk.alg !== undefined && jwk.alg !== alg) {
+      unusable.push(`it is published for ${jwk.alg}`);
+      continue;
     }
+    if (jwk.use !== undefined && jwk.use !== 'sig') {
+      unusable.push(`it is published for use "${jwk.use}", not "sig"`);
+      continue;
+    }
+    if (jwk.key_ops !== undefined && !jwk.key_ops.includes('verify')) {
+      unusable.push('its key_ops do not include "verify"');
+      continue;
+    }
+    let ok: boolean;
+    try {
+      ok = await verifyWithKey(jwk, alg, headerB64, payload, sigB64);
+    } catch (e) {
+      // jose's and Node's messages name the key's shape (type, curve, size), never content.
+      unusable.push((e instanceof Error ? e.message : 'it cannot be used').split('\n')[0]!.slice(0, 160));
+      continue;
+    }
+    if (!ok) {
+      mismatched = true;
+      continue;
+    }
+    return {
+      kid,
+      alg: alg as SignatureAlg,
+      thumbprint: await calculateJwkThumbprint(jwk, 'sha256'),
+      signedAt,
+      verified: true,
+    };
   }
-  throw new ScribeError('SIGNATURE_INVALID', `the signature does not verify with key "${kid}"`, { where });
+  if (mismatched || unusable.length === 0)
+    throw new ScribeError('SIGNATURE_INVALID', `the signature does not verify with key "${kid}"`, { where });
+  throw new ScribeError(
+    'SIGNATURE_INVALID',
+    `key "${kid}" of this tenant's review keys cannot verify this ${alg} signature: ${unusable.join('; ')}`,
+    {
+      where: `${where} (header.kid)`,
+      hint: `Publish the review application's ${alg} public key under this kid (use "sig"), or sign with the algorithm the key is for.`,
+    },
+  );
+}
+
+/**
+ * True when the key verifies the signature, false when it does not; throws when the key cannot verify this
+ * algorithm at all (wrong key type or curve, an RSA key under 2048 bits, …). EdDSA over Ed448 (RFC 8037, which
+ * jose's WebCrypto build does not import) is verified with node:crypto; everything else with jose.
+ */
+async function verifyWithKey(
+  jwk: JWK,
+  alg: string,
+  headerB64: string,
+  payload: string,
+  sigB64: string,
+): Promise<boolean> {
+  if (alg === 'EdDSA' && jwk.kty === 'OKP' && jwk.crv === 'Ed448') {
+    const key = createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x }, format: 'jwk' });
+    return cryptoVerify(null, Buffer.from(`${headerB64}.${payload}`), key, base64url.decode(sigB64));
+  }
+  const key = await importPublic(jwk, alg);
+  try {
+    await flattenedVerify({ protected: headerB64, payload, signature: sigB64 }, key, { algorithms: [alg] });
+    return true;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') return false;
+    throw e;
+  }
 }
 
 /**

@@ -1,9 +1,11 @@
+import { sign as cryptoSign, generateKeyPairSync } from 'node:crypto';
+import { base64url, type JWK } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { bytesOf, envelopeJson, jwksOf, SEG, signed, testKey } from '../../test/support/notes.ts';
 import { ScribeError } from '../errors.ts';
 import { sha256Hex } from './artifacts.ts';
 import type { JsonValue } from './json.ts';
-import { canonicalJson, signEnvelope } from './signature.ts';
+import { canonicalJson, signEnvelope, signedContent } from './signature.ts';
 import { verifyEnvelope } from './verify.ts';
 
 type Obj = { [k: string]: JsonValue };
@@ -195,6 +197,60 @@ describe('verifyEnvelope', () => {
     );
     expect(many.issues.map((i) => i.where.split(' ')[0])).toEqual(['$.note']);
     expect(many.issues[0]!.message).toMatch(/^the note has \d+ bytes of text; at most 10485760 \(10 MB\)/);
+  });
+
+  it('verifies EdDSA over Ed448 (RFC 8037), and says why a key cannot verify a signature', async () => {
+    // Signed by hand (node:crypto): jose's WebCrypto build has no Ed448.
+    const signWith = (privateKey: Parameters<typeof cryptoSign>[2], header: object) => {
+      const e = envelopeJson();
+      const h = base64url.encode(JSON.stringify(header));
+      const input = `${h}.${base64url.encode(signedContent(e))}`;
+      const sig = base64url.encode(
+        cryptoSign(
+          header && 'alg' in header && header.alg === 'EdDSA' ? null : 'sha256',
+          Buffer.from(input),
+          privateKey,
+        ),
+      );
+      (e['signature'] as Obj)['jws'] = `${h}..${sig}`;
+      return JSON.stringify(e);
+    };
+    const ed448 = generateKeyPairSync('ed448');
+    const edJwk = { ...(ed448.publicKey.export({ format: 'jwk' }) as JWK), kid: 'ed448', alg: 'EdDSA' };
+    const ok = await verifyEnvelope(signWith(ed448.privateKey, { alg: 'EdDSA', kid: 'ed448' }), {
+      keys: { keys: [edJwk] },
+    });
+    expect(ok.signature).toMatchObject({ kid: 'ed448', alg: 'EdDSA', verified: true });
+    // Another Ed448 key under the same kid: a plain mismatch.
+    const other = generateKeyPairSync('ed448');
+    await expect(
+      verifyEnvelope(signWith(other.privateKey, { alg: 'EdDSA', kid: 'ed448' }), { keys: { keys: [edJwk] } }),
+    ).rejects.toThrow('the signature does not verify with key "ed448"');
+
+    const rsa1024 = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const rsaJwk = rsa1024.publicKey.export({ format: 'jwk' }) as JWK;
+    const reasons: Array<[JWK, string]> = [
+      [{ ...rsaJwk, kid: 'k' }, 'RS256 requires key modulusLength to be 2048 bits or larger'],
+      [{ ...rsaJwk, kid: 'k', use: 'enc' }, 'it is published for use "enc", not "sig"'],
+      [{ ...rsaJwk, kid: 'k', alg: 'RS384' }, 'it is published for RS384'],
+      [{ ...rsaJwk, kid: 'k', key_ops: ['encrypt'] }, 'its key_ops do not include "verify"'],
+    ];
+    for (const [jwk, why] of reasons) {
+      const err = await expectCode(
+        signWith(rsa1024.privateKey, { alg: 'RS256', kid: 'k' }),
+        'SIGNATURE_INVALID',
+        {
+          keys: [jwk],
+        },
+      );
+      expect(err.message).toContain(
+        `key "k" of this tenant's review keys cannot verify this RS256 signature: ${why}`,
+      );
+    }
+    const numeric = await expectCode(signWith(rsa1024.privateKey, { alg: 'RS256', kid: 7 }), 'KEY_UNKNOWN', {
+      keys: [rsaJwk],
+    });
+    expect(numeric.message).toContain('the JWS header\'s "kid" must be a non-empty string');
   });
 
   it('accepts TAB, LF and CR inside sentences', async () => {
