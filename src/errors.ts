@@ -334,6 +334,12 @@ export const ERROR_CODES = {
     issue: 'not-found',
     hint: 'Check the tenant and note id.',
   },
+  METHOD_NOT_ALLOWED: {
+    status: 405,
+    disposition: 'reject',
+    issue: 'not-supported',
+    hint: 'Use the method the Allow header names (README § HTTP API).',
+  },
   NOTE_CONFLICT: {
     status: 409,
     disposition: 'reject',

@@ -146,4 +146,26 @@ describe('HTTP API', () => {
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({ status: 'ready', checks: { ledger: true } });
   });
+
+  it('answers a known endpoint asked with another method 405 with Allow, and an unknown one 404', async () => {
+    for (const [method, path, allow] of [
+      ['PUT', '/v1/notes', 'POST'],
+      ['GET', '/v1/notes', 'POST'],
+      ['DELETE', '/v1/notes/riverside-clinic/n-1', 'GET, HEAD'],
+      ['POST', '/v1/trace', 'GET, HEAD'],
+      ['POST', '/healthz', 'GET, HEAD'],
+      ['GET', '/v1/dead-letters/replay', 'POST'],
+    ] as const) {
+      const res = await fetch(`${api.base}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${TOKENS.operator}` },
+      });
+      expect(res.status, `${method} ${path}`).toBe(405);
+      expect(res.headers.get('allow')).toBe(allow);
+      expect(await code(res)).toBe('METHOD_NOT_ALLOWED');
+    }
+    const missing = await fetch(`${api.base}/v1/nothing-here`);
+    expect(missing.status).toBe(404);
+    expect(await code(missing)).toBe('NOT_FOUND');
+  });
 });

@@ -240,7 +240,31 @@ export function createApp(deps: ApiDeps): express.Express {
   app.get('/v1/trace', requireRole(deps.config, ['auditor']), traceHandler(deps));
   app.use('/audit', auditPage());
 
-  app.use((_req: Request, res: Response) => {
+  // A known endpoint asked with another method: 405 with the methods it has (RFC 9110 §15.5.6).
+  const methods: ReadonlyArray<readonly [RegExp, string]> = [
+    [/^\/v1\/notes\/?$/, 'POST'],
+    [/^\/v1\/notes\/[^/]+\/[^/]+\/?$/, 'GET'],
+    [/^\/v1\/trace\/?$/, 'GET'],
+    [/^\/v1\/dead-letters\/?$/, 'GET'],
+    [/^\/v1\/dead-letters\/replay\/?$/, 'POST'],
+    [/^\/(healthz|readyz|metrics)\/?$/, 'GET'],
+  ];
+  app.use((req: Request, res: Response) => {
+    const allowed = methods.find(([path]) => path.test(req.path))?.[1];
+    if (allowed) {
+      res.set('allow', allowed === 'GET' ? 'GET, HEAD' : allowed);
+      send(
+        res,
+        new ScribeError(
+          'METHOD_NOT_ALLOWED',
+          `${req.method} is not served here; this endpoint takes ${allowed}`,
+          {
+            where: req.path,
+          },
+        ),
+      );
+      return;
+    }
     send(res, new ScribeError('NOT_FOUND', 'no such endpoint', { hint: 'See README § HTTP API.' }));
   });
   // express 5 passes errors thrown by handlers here (e.g. a body over the size limit).

@@ -140,6 +140,7 @@ export class TenantKeys {
     if (!t)
       throw new ScribeError('KEY_UNKNOWN', `tenant ${JSON.stringify(tenant)} is not configured here`, {
         where: '$.tenant',
+        hint: 'Send the note to the deployment that serves this tenant, or add the tenant (its review keys and destinations) to the configuration.',
       });
     if (t.reviewKeys.kind === 'file')
       return parseJwks(JSON.parse(await readFile(t.reviewKeys.path, 'utf8')), t.reviewKeys.path);
