@@ -120,6 +120,27 @@ describe('scribe-bridge map', () => {
     expect(bundle.entry[0].resource.status).toBe('entered-in-error');
   });
 
+  it('says when it is the retracted revision (--prior) that fails, naming its file', async () => {
+    const prior = join(mkdtempSync(join(tmpdir(), 'sb-prior-')), 'r2.json');
+    writeFileSync(
+      prior,
+      readFileSync(`${valid}/hp-typical.r2-amended.json`, 'utf8').replace('Chest', 'Chest (tampered)'),
+    );
+    const r = await run([
+      'map',
+      `${valid}/hp-typical.r3-entered-in-error.json`,
+      '--mapping',
+      'mdm',
+      '--prior',
+      prior,
+      '--keys',
+      'fixtures/keys/riverside-clinic.jwks.json',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('SIGNATURE_INVALID: the retracted revision: the signature does not verify');
+    expect(r.stderr).toContain(`(at ${prior}: $.signature.jws)`);
+  });
+
   it('refuses an unknown mapping with a located error', async () => {
     const r = await run(['map', `${valid}/hp-typical.json`, '--mapping', 'no-such-mapping']);
     expect(r.code).toBe(1);

@@ -82,7 +82,7 @@ export async function findPrior(
   priorPath: string | undefined,
   keys: KeySource | undefined,
 ) {
-  if (priorPath) return noteFromFile(priorPath, keys);
+  if (priorPath) return priorFromFile(priorPath, keys);
   const e = note.envelope;
   const dir = dirname(envelopePath);
   for (const name of (await readdir(dir)).sort()) {
@@ -99,8 +99,25 @@ export async function findPrior(
       head.noteId === e.noteId &&
       head.revision === e.replaces
     ) {
-      return noteFromFile(join(dir, name), keys);
+      return priorFromFile(join(dir, name), keys);
     }
   }
   return undefined;
+}
+
+/** `noteFromFile` for the revision a retraction retracts: an error says it is about that file, not the retraction. */
+async function priorFromFile(path: string, keys: KeySource | undefined): Promise<VerifiedNote> {
+  try {
+    return await noteFromFile(path, keys);
+  } catch (e) {
+    if (!(e instanceof ScribeError)) throw e;
+    const where = e.where && !e.where.includes(path) ? `${path}: ${e.where}` : (e.where ?? path);
+    throw new ScribeError(e.code, `the retracted revision: ${e.detail}`, {
+      where,
+      hint: e.hint,
+      disposition: e.disposition,
+      issues: e.issues,
+      cause: e,
+    });
+  }
 }
