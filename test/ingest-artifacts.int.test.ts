@@ -133,6 +133,37 @@ describe('S3 artifacts (fauxqs)', () => {
     expect((e as ScribeError).disposition).toBe('retry');
     down.destroy();
   });
+
+  it('gives up on a store that takes the request and never answers (transient), after its timeout', async () => {
+    // A TCP server that reads the request and says nothing, as a wedged proxy or store does.
+    const sockets = new Set<import('node:net').Socket>();
+    const silent = (await import('node:net')).createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.resume();
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const store = new S3ObjectStore({
+      region: 'us-east-1',
+      endpoint: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`,
+      forcePathStyle: true,
+      credentials,
+      requestTimeoutMs: 500,
+    });
+    try {
+      const t0 = performance.now();
+      const e = await store.getObject({ bucket: 'hs-output', key: 'x' }).catch((x: ScribeError) => x);
+      expect((e as ScribeError).code).toBe('ARTIFACT_UNAVAILABLE');
+      expect((e as ScribeError).disposition).toBe('retry');
+      // Given up on: not hung (the SDK retries a timed-out request a few times, each bounded).
+      expect(performance.now() - t0).toBeLessThan(20_000);
+      expect(sockets.size).toBeGreaterThan(0);
+    } finally {
+      store.destroy();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => silent.close(() => r()));
+    }
+  }, 30_000);
 });
 
 describe('Transcribe GetMedicalScribeJob (real SDK, local JSON 1.1 server)', () => {

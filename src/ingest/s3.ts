@@ -6,6 +6,7 @@
 import { GetObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import type { ObjectStore } from '../contract/artifacts.ts';
 import { ScribeError } from '../errors.ts';
+import { awsRequestHandler } from './aws-http.ts';
 
 export interface S3Options {
   readonly region: string;
@@ -16,6 +17,13 @@ export interface S3Options {
   readonly maxBytes?: number;
   /** Only for tests against S3-compatible servers; in production the standard AWS chain provides them. */
   readonly credentials?: { accessKeyId: string; secretAccessKey: string };
+  /**
+   * How long a GetObject may go without a byte before it is abandoned (ARTIFACT_UNAVAILABLE, retried), ms; and
+   * how long connecting may take. The SDK's defaults are no limit: a store that accepts the connection and never
+   * answers would hold the note's intake (and an intake slot) for ever.
+   */
+  readonly requestTimeoutMs?: number;
+  readonly connectionTimeoutMs?: number;
 }
 
 const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
@@ -42,6 +50,7 @@ export class S3ObjectStore implements ObjectStore {
         // Every object's SHA-256 is checked against the signed one (stronger than S3's CRC): the SDK's own
         // CRC32 over each ~0.5 MB transcript would be paid twice for nothing.
         responseChecksumValidation: 'WHEN_REQUIRED',
+        requestHandler: awsRequestHandler(o.requestTimeoutMs, o.connectionTimeoutMs),
       });
       this.#clients.set(region, c);
     }

@@ -19,6 +19,7 @@ import {
 import { isFifoQueue } from '../config/resolve.ts';
 import { sha256Hex } from '../contract/artifacts.ts';
 import { ScribeError } from '../errors.ts';
+import { awsRequestHandler } from './aws-http.ts';
 import { fifoSendAttributes, REASON_ATTRIBUTE } from './sqs.ts';
 
 /** Set on a replayed message: the DLQ message id it came from (the consumer ignores attributes). */
@@ -78,6 +79,7 @@ export class SqsDeadLetterQueue {
       region: options.region,
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
       ...(options.credentials ? { credentials: { ...options.credentials } } : {}),
+      requestHandler: awsRequestHandler(),
     });
   }
 

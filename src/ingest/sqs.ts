@@ -30,6 +30,7 @@ import { isFifoQueue } from '../config/resolve.ts';
 import { type ObjectStore, parseArtifactUri, sha256Hex } from '../contract/artifacts.ts';
 import { type ErrorCode, ScribeError, toScribeError } from '../errors.ts';
 import { fault } from '../service/faults.ts';
+import { awsRequestHandler, REQUEST_TIMEOUT_MS } from './aws-http.ts';
 
 export interface SqsConsumerOptions {
   readonly queueUrl: string;
@@ -170,6 +171,8 @@ export class SqsConsumer {
         region: options.region,
         ...(options.endpoint ? { endpoint: options.endpoint } : {}),
         ...(options.credentials ? { credentials: options.credentials } : {}),
+        // A long poll is silent for up to waitTimeSeconds by design: the deadline is past it.
+        requestHandler: awsRequestHandler(options.waitTimeSeconds * 1000 + REQUEST_TIMEOUT_MS),
       });
   }
 

@@ -10,6 +10,7 @@ import {
 } from '@aws-sdk/client-transcribe';
 import type { JobLocator } from '../contract/artifacts.ts';
 import { ScribeError } from '../errors.ts';
+import { awsRequestHandler } from './aws-http.ts';
 
 export interface TranscribeOptions {
   readonly region: string;
@@ -25,6 +26,7 @@ export class TranscribeJobLocator implements JobLocator {
       region: options.region,
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
       ...(options.credentials ? { credentials: options.credentials } : {}),
+      requestHandler: awsRequestHandler(),
     });
   }
 

@@ -15,6 +15,7 @@ import { open, readFile } from 'node:fs/promises';
 import { GetObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import type { AuditAnchorConfig, Config, S3Config } from '../config/index.ts';
 import { ScribeError } from '../errors.ts';
+import { awsRequestHandler } from '../ingest/aws-http.ts';
 import type { Anchor } from './audit-verify.ts';
 import type { Queryable } from './db.ts';
 
@@ -145,6 +146,7 @@ export class S3AnchorStore implements AnchorStore {
       ...(o.endpoint ? { endpoint: o.endpoint } : {}),
       ...(o.forcePathStyle !== undefined ? { forcePathStyle: o.forcePathStyle } : {}),
       ...(o.credentials ? { credentials: o.credentials } : {}),
+      requestHandler: awsRequestHandler(),
     });
   }
 
