@@ -46,16 +46,24 @@ const txMapping = compileMapping(
   (rel) => ({ file: rel, bytes: readFileSync(new URL(rel, `file://${shipped.file}`)) }),
 );
 
+/** A small verified note to vary (signature not checked: the escaping is under test, not the signature). */
+const baseNote = async () =>
+  verifyEnvelope(bytesOf(await signed(envelopeJson())), { keys: 'skip-signature' });
+
+/** The per-note check with no FHIR definitions: for MDM it is the HL7 structure and length check. */
+const hl7Conformance = () =>
+  new Conformance({
+    structureDefinitions: new Map(),
+    valueSets: new Map(),
+    codeSystems: new Map(),
+    files: new Map(),
+    warnings: [],
+  });
+
 describe('MDM escaping round trip (independent parser)', () => {
   it(`gives the exact text back for arbitrary sentences and names (${RUNS} runs, FT and TX)`, async () => {
-    const base = await verifyEnvelope(bytesOf(await signed(envelopeJson())), { keys: 'skip-signature' });
-    const conformance = new Conformance({
-      structureDefinitions: new Map(),
-      valueSets: new Map(),
-      codeSystems: new Map(),
-      files: new Map(),
-      warnings: [],
-    });
+    const base = await baseNote();
+    const conformance = hl7Conformance();
     fc.assert(
       fc.property(
         fc.array(text, { minLength: 3, maxLength: 3 }),
@@ -92,14 +100,8 @@ describe('MDM escaping round trip (independent parser)', () => {
 
 describe('MDM text longer than one FT / TX value (v2.5.1: 65,536 characters)', () => {
   it('goes in several OBX, each within the length, that read back to the exact text (FT and TX)', async () => {
-    const base = await verifyEnvelope(bytesOf(await signed(envelopeJson())), { keys: 'skip-signature' });
-    const conformance = new Conformance({
-      structureDefinitions: new Map(),
-      valueSets: new Map(),
-      codeSystems: new Map(),
-      files: new Map(),
-      warnings: [],
-    });
+    const base = await baseNote();
+    const conformance = hl7Conformance();
     // ~150,000 escaped characters: delimiters (3 each once escaped), line breaks (5), a 70,000-character line.
     const texts = [
       'pipes | and ^ carets & co\n'.repeat(1_500),
