@@ -334,6 +334,12 @@ export const ERROR_CODES = {
     issue: 'not-found',
     hint: 'Check the tenant and note id.',
   },
+  QUEUE_UNAVAILABLE: {
+    status: 503,
+    disposition: 'retry',
+    issue: 'transient',
+    hint: 'The review queue cannot be read (endpoint, credentials, permissions): see the sqs.receive-failed log lines; intake resumes by itself once it can.',
+  },
   METHOD_NOT_ALLOWED: {
     status: 405,
     disposition: 'reject',

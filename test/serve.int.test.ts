@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hashToken } from '../src/config/index.ts';
+import { signEnvelope } from '../src/contract/signature.ts';
 
 const root = new URL('../', import.meta.url).pathname;
 const fixtures = join(root, 'fixtures');
@@ -103,6 +104,26 @@ destinations:
       'scribe_bridge_delivery_attempts_total{destination="archive",outcome="delivered"} 1',
     );
     expect(metrics).toContain('scribe_bridge_intake_total{source="http",outcome="accepted"} 1');
+    // A conflict (same note and revision, other signed content) is counted once, as a conflict.
+    const priv = JSON.parse(readFileSync(join(fixtures, 'keys/riverside-clinic.private.jwks.json'), 'utf8'));
+    const changed = JSON.parse(envelope);
+    changed.note.sections[0].sentences[0].text += ' (changed)';
+    const resigned = await signEnvelope(
+      changed,
+      priv.keys.find((k: { kid: string }) => k.kid === 'riverside-review-es256-TEST'),
+      { kid: 'riverside-review-es256-TEST', alg: 'ES256' },
+    );
+    const conflict = await fetch(`${url}/v1/notes`, {
+      method: 'POST',
+      body: JSON.stringify(resigned),
+      headers: { authorization: 'Bearer in-tok' },
+    });
+    expect(conflict.status).toBe(409);
+    const after = await (
+      await fetch(`${url}/metrics`, { headers: { authorization: 'Bearer op-tok' } })
+    ).text();
+    expect(after).toContain('scribe_bridge_intake_total{source="http",outcome="conflict"} 1');
+    expect(after).not.toContain('outcome="NOTE_CONFLICT"');
     expect(metrics).toMatch(/scribe_bridge_intake_to_delivered_seconds_count\{destination="archive"\} 1/);
     expect(metrics).toContain('scribe_bridge_oldest_pending_age_seconds 0');
     expect((await fetch(`${url}/metrics`)).status).toBe(401);

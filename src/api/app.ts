@@ -118,7 +118,7 @@ export function createApp(deps: ApiDeps): express.Express {
       send(
         res,
         new ScribeError(
-          'LEDGER_UNAVAILABLE',
+          checks['ledger'] === false ? 'LEDGER_UNAVAILABLE' : 'QUEUE_UNAVAILABLE',
           `not ready: ${Object.entries(checks)
             .filter(([, v]) => !v)
             .map(([k]) => k)
@@ -132,10 +132,13 @@ export function createApp(deps: ApiDeps): express.Express {
     requireRole(deps.config, ['intake']),
     express.raw({ type: () => true, limit: '32mb' }),
     async (req, res) => {
+      // Counted once per request: its outcome, or the code of its error.
+      let counted = false;
       try {
         const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
         const r = await deps.intake.ingest(body, 'http', { allowTenant: (t) => tenantAllowed(res, t) });
         deps.metrics?.intake('http', r.outcome);
+        counted = true;
         if (r.outcome === 'conflict')
           throw new ScribeError(
             'NOTE_CONFLICT',
@@ -152,7 +155,7 @@ export function createApp(deps: ApiDeps): express.Express {
         });
       } catch (e) {
         const err = toScribeError(e);
-        deps.metrics?.intake('http', err.code);
+        if (!counted) deps.metrics?.intake('http', err.code);
         res.locals['code'] = err.code;
         send(res, err);
       }

@@ -151,6 +151,7 @@ export class SqsConsumer {
   readonly #handler: Handler;
   readonly #fifo: boolean;
   #running = false;
+  #receiveFailing = false;
   #loop: Promise<void> | undefined;
   #abort = new AbortController();
   readonly #inFlight = new Set<Promise<unknown>>();
@@ -194,16 +195,27 @@ export class SqsConsumer {
 
   /** One receive + handle round; resolves when every message of the batch is settled (for tests and drains). */
   async pollOnce(): Promise<number> {
-    const out = await this.#sqs.send(
-      new ReceiveMessageCommand({
-        QueueUrl: this.#o.queueUrl,
-        MaxNumberOfMessages: this.#o.maxMessages ?? 10,
-        WaitTimeSeconds: this.#o.waitTimeSeconds,
-        VisibilityTimeout: this.#o.visibilityTimeoutSeconds,
-        MessageSystemAttributeNames: ['ApproximateReceiveCount', 'MessageGroupId'],
-      }),
-      { abortSignal: this.#abort.signal },
-    );
+    const out = await this.#sqs
+      .send(
+        new ReceiveMessageCommand({
+          QueueUrl: this.#o.queueUrl,
+          MaxNumberOfMessages: this.#o.maxMessages ?? 10,
+          WaitTimeSeconds: this.#o.waitTimeSeconds,
+          VisibilityTimeout: this.#o.visibilityTimeoutSeconds,
+          MessageSystemAttributeNames: ['ApproximateReceiveCount', 'MessageGroupId'],
+        }),
+        { abortSignal: this.#abort.signal },
+      )
+      .then(
+        (o) => {
+          this.#receiveFailing = false;
+          return o;
+        },
+        (e: unknown) => {
+          if (this.#running) this.#receiveFailing = true;
+          throw e;
+        },
+      );
     const messages = out.Messages ?? [];
     // Standard queues: every message at once. FIFO: each message group in order, the groups at once.
     const groups = new Map<string, Message[]>();
@@ -249,6 +261,14 @@ export class SqsConsumer {
         }),
       )
       .catch(() => undefined);
+  }
+
+  /**
+   * False while the queue cannot be read: the last receive failed (unreachable, credentials, throttled) and none
+   * has succeeded since. For readiness (`/readyz`).
+   */
+  receiving(): boolean {
+    return !this.#receiveFailing;
   }
 
   async #run(): Promise<void> {

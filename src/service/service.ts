@@ -95,6 +95,7 @@ export async function createService(config: Config, options: ServiceOptions = {}
   });
 
   const deadLetterQueue = deadLetterQueueFor(config, options.awsCredentials);
+  let consumer: SqsConsumer | undefined;
   const app = createApp({
     config,
     intake,
@@ -102,6 +103,8 @@ export async function createService(config: Config, options: ServiceOptions = {}
     metrics,
     ...(deadLetterQueue ? { deadLetterQueue } : {}),
     log: (e) => log({ ...e }),
+    // Readiness: the ledger (checked by the app) and, with SQS intake, the review queue.
+    ready: async (): Promise<Record<string, boolean>> => (consumer ? { queue: consumer.receiving() } : {}),
   });
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(config.http.port, config.http.host, () => resolve(s));
@@ -110,7 +113,7 @@ export async function createService(config: Config, options: ServiceOptions = {}
   const url = `http://${config.http.host}:${address.port}`;
 
   const sqsConfig = config.intake.sqs;
-  const consumer = sqsConfig
+  consumer = sqsConfig
     ? new SqsConsumer(
         {
           queueUrl: sqsConfig.queueUrl,

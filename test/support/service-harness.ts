@@ -71,11 +71,15 @@ export interface Queue {
 
 /**
  * A fauxqs server with the queue `name` (created with `attributes`, if any), its dead-letter queue `<name>-dlq`
- * (`<name>-dlq.fifo` for a FIFO `<name>.fifo`) and the claim-check bucket.
+ * (`<name>-dlq.fifo` for a FIFO `<name>.fifo`) and the claim-check bucket, on `port` (any free one by default).
  */
-export async function startQueue(name = 'signed-notes', attributes?: Record<string, string>): Promise<Queue> {
+export async function startQueue(
+  name = 'signed-notes',
+  attributes?: Record<string, string>,
+  port = 0,
+): Promise<Queue> {
   const app = buildApp({ logger: false });
-  const endpoint = await app.listen({ port: 0, host: '127.0.0.1' });
+  const endpoint = await app.listen({ port, host: '127.0.0.1' });
   const sqs = new SQSClient({ endpoint, region: 'us-east-1', credentials: AWS_CREDENTIALS });
   // A `.fifo` name makes FIFO queues (the DLQ too, as SQS requires): `<name>-dlq.fifo`.
   const fifo = name.endsWith('.fifo');
