@@ -113,8 +113,9 @@ export const ERROR_CODES = {
     hint: "Publish the review application's public key in this tenant's JWKS, or sign with a key that is in it.",
   },
   KEYS_INVALID: {
-    status: 500,
-    disposition: 'dead-letter',
+    // The tenant's keys are the deployment's to fix: the note is not at fault and is taken once they are.
+    status: 503,
+    disposition: 'retry',
     issue: 'processing',
     hint: 'Fix the JWKS file: a JSON object {"keys":[…]} of public JWKs, each with a "kid".',
   },
@@ -333,6 +334,12 @@ export const ERROR_CODES = {
     disposition: 'reject',
     issue: 'not-found',
     hint: 'Check the tenant and note id.',
+  },
+  HTTP_LISTEN_FAILED: {
+    status: 500,
+    disposition: 'reject',
+    issue: 'exception',
+    hint: 'Choose a free port in `http.port` (or stop what holds it), or an address of this host in `http.host`.',
   },
   QUEUE_UNAVAILABLE: {
     status: 503,

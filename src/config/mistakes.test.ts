@@ -179,7 +179,7 @@ describe('config mistakes, each located', () => {
     );
   });
 
-  it('review keys that are missing, or fetched over plain http', async () => {
+  it('review keys that are missing, fetched over plain http, or not a JWK Set', async () => {
     const missing = spec('./keys/riverside-clinic.jwks.json', './keys/other.jwks.json');
     expect((await problems(missing))[0]).toMatch(
       /\(tenants\[0\]\.reviewKeys\): no such file: .*other\.jwks\.json$/,
@@ -187,6 +187,14 @@ describe('config mistakes, each located', () => {
     const http = spec('./keys/riverside-clinic.jwks.json', 'http://keys.example.org/jwks.json');
     expect(await problems(http)).toEqual([
       `${at(http, 'reviewKeys')} (tenants[0].reviewKeys): a JWKS URL must be https://`,
+    ]);
+    // Read at start: a broken file stops the start instead of failing every note of the tenant later.
+    const broken = spec('./keys/riverside-clinic.jwks.json', './keys/broken.jwks.json');
+    expect(await problems(broken, {}, { 'keys/broken.jwks.json': '{"keys": [' })).toEqual([
+      `${at(broken, 'reviewKeys')} (tenants[0].reviewKeys): the JWKS file is not JSON`,
+    ]);
+    expect(await problems(broken, {}, { 'keys/broken.jwks.json': '{"kty": "EC"}' })).toEqual([
+      `${at(broken, 'reviewKeys')} (tenants[0].reviewKeys): the JWKS file is not a JWK Set: it needs a "keys" array`,
     ]);
   });
 

@@ -4,8 +4,11 @@
  * environment. Each adds its problems to the context and returns undefined when its part is unusable.
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { PathSegment } from '../contract/json.ts';
+import { parseJwks } from '../contract/signature.ts';
+import { ScribeError } from '../errors.ts';
 import { type CheckContext, checkedPath, type Env, part, record } from './context.ts';
 import { AuditSchema, SqsSchema, TenantSchema } from './schema.ts';
 import type {
@@ -136,7 +139,15 @@ function reviewKeys(
     return { kind: 'url', url: keys };
   }
   const path = checkedPath(keys, at, 'file', ctx);
-  return path === undefined ? undefined : { kind: 'file', path };
+  if (path === undefined) return undefined;
+  // Read now, so a broken file stops the start instead of failing every note of the tenant later.
+  try {
+    parseJwks(JSON.parse(readFileSync(path, 'utf8')), 'the JWKS file');
+  } catch (e) {
+    ctx.problems.at(at, e instanceof ScribeError ? e.detail : 'the JWKS file is not JSON');
+    return undefined;
+  }
+  return { kind: 'file', path };
 }
 
 /** A tenant (raw) with its review keys located; the keys are checked even when another key is wrong. */

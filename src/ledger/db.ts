@@ -151,7 +151,16 @@ async function openPglite(rest: string): Promise<Db> {
     throw urlError(`pglite://${rest}`);
   }
   const dir = resolve(rest);
-  mkdirSync(dir, { recursive: true });
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    throw new ScribeError('LEDGER_UNAVAILABLE', `cannot create the PGlite data directory (${code})`, {
+      where: dir,
+      hint: 'Name a directory scribe-bridge may create and write in `store: pglite://…`.',
+      cause: e,
+    });
+  }
   const lock = lockDataDir(dir);
   try {
     // A new directory is created and migrated by a child process, so that WebAssembly memory is not kept here.
@@ -321,6 +330,13 @@ const CONNECTION_ERRNO = new Set([
 function mapPgError(e: unknown, location: string): unknown {
   const code = sqlState(e);
   const message = e instanceof Error ? e.message : '';
+  // Mistakes in the store URL or the server's setup, found on connecting: said plainly, not as a defect.
+  const setup = code ? SETUP_ERRORS[code] : undefined;
+  if (setup)
+    return new ScribeError('LEDGER_UNAVAILABLE', `${setup.what} (${location}, SQLSTATE ${code})`, {
+      hint: setup.hint,
+      cause: e,
+    });
   const down =
     (code !== undefined &&
       (CONNECTION_ERRNO.has(code) ||
@@ -341,6 +357,25 @@ function mapPgError(e: unknown, location: string): unknown {
     },
   );
 }
+
+const SETUP_ERRORS: Record<string, { what: string; hint: string }> = {
+  '3D000': {
+    what: 'the PostgreSQL database in the store URL does not exist',
+    hint: 'Create it (e.g. `createdb -h <host> -U <user> <database>`) or name an existing one in `store:`.',
+  },
+  '28000': {
+    what: 'PostgreSQL refused this user',
+    hint: 'Check the user in `store:` and the server’s pg_hba.conf; a password goes in PGPASSWORD.',
+  },
+  '28P01': {
+    what: 'PostgreSQL refused the password',
+    hint: 'Set the right password in PGPASSWORD (never in the store URL).',
+  },
+  '42501': {
+    what: 'the PostgreSQL user may not create the ledger’s tables',
+    hint: 'Grant the user CREATE on the database (or run the migrations once as its owner).',
+  },
+};
 
 /** The URL without its password. */
 function redact(url: string): string {

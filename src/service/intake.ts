@@ -7,11 +7,10 @@
  * renderings, deliveries and audit), and every caller is resolved only after that commit.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type { Config, DestinationConfig } from '../config/index.ts';
 import type { JobLocator, ObjectStore } from '../contract/artifacts.ts';
 import { readEnvelope } from '../contract/envelope.ts';
-import { type Jwks, parseJwks } from '../contract/signature.ts';
+import { type Jwks, loadJwksFile, parseJwks } from '../contract/signature.ts';
 import { type VerifiedNote, verifyEnvelope } from '../contract/verify.ts';
 import { type HttpExchange, HttpTransport } from '../deliver/fhir-http.ts';
 import { planWrite } from '../deliver/fhir-request.ts';
@@ -142,8 +141,7 @@ export class TenantKeys {
         where: '$.tenant',
         hint: 'Send the note to the deployment that serves this tenant, or add the tenant (its review keys and destinations) to the configuration.',
       });
-    if (t.reviewKeys.kind === 'file')
-      return parseJwks(JSON.parse(await readFile(t.reviewKeys.path, 'utf8')), t.reviewKeys.path);
+    if (t.reviewKeys.kind === 'file') return loadJwksFile(t.reviewKeys.path);
     // Through the delivery transport, so the egress guard (src/config/egress.ts) applies at connection time too.
     const http = this.#transport();
     let ex: HttpExchange;

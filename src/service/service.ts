@@ -47,6 +47,26 @@ export interface Service {
   stop(): Promise<void>;
 }
 
+/** Why the HTTP listener could not start (a port in use, a privileged port, an address not on this host). */
+function listenError(e: NodeJS.ErrnoException, config: Config): ScribeError {
+  const why =
+    e.code === 'EADDRINUSE'
+      ? 'the port is in use'
+      : e.code === 'EACCES'
+        ? 'not permitted (ports below 1024 need privileges)'
+        : e.code === 'EADDRNOTAVAIL'
+          ? 'the address is not one of this host'
+          : (e.code ?? 'error');
+  return new ScribeError(
+    'HTTP_LISTEN_FAILED',
+    `cannot listen on ${config.http.host}:${config.http.port}: ${why}`,
+    {
+      where: config.file ? `${config.file} (http)` : 'http (embedded defaults: 127.0.0.1:8080)',
+      cause: e,
+    },
+  );
+}
+
 export async function createService(config: Config, options: ServiceOptions = {}): Promise<Service> {
   const log = options.log ?? (() => undefined);
   const ledger = await Ledger.open(
@@ -106,8 +126,18 @@ export async function createService(config: Config, options: ServiceOptions = {}
     // Readiness: the ledger (checked by the app) and, with SQS intake, the review queue.
     ready: async (): Promise<Record<string, boolean>> => (consumer ? { queue: consumer.receiving() } : {}),
   });
-  const server: Server = await new Promise((resolve) => {
-    const s = app.listen(config.http.port, config.http.host, () => resolve(s));
+  const server: Server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(config.http.port, config.http.host);
+    s.once('listening', () => resolve(s));
+    s.once('error', (e: NodeJS.ErrnoException) => reject(listenError(e, config)));
+  }).catch(async (e: unknown) => {
+    // Nothing has started yet but what is open: close it, so the process can report and exit.
+    activeMappings.stop();
+    objectStore?.destroy();
+    deadLetterQueue?.destroy();
+    jobLocator?.destroy();
+    await ledger.close();
+    throw e;
   });
   const address = server.address() as AddressInfo;
   const url = `http://${config.http.host}:${address.port}`;

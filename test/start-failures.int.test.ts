@@ -1,0 +1,94 @@
+/**
+ * `scribe-bridge serve` failing to start because of its environment says what and where, exits 1 (not 70, an
+ * internal defect), and leaves nothing locked: the HTTP port in use, a PostgreSQL database that does not exist,
+ * a PGlite directory that cannot be created. (Found by a black-box audit: each was "INTERNAL".)
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config/index.ts';
+import { ScribeError } from '../src/errors.ts';
+import { Ledger } from '../src/ledger/ledger.ts';
+import { createService } from '../src/service/service.ts';
+
+const root = new URL('../', import.meta.url).pathname;
+const keys = join(root, 'fixtures/keys/riverside-clinic.jwks.json');
+const dir = mkdtempSync(join(tmpdir(), 'sb-start-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function config(name: string, store: string, port: number): string {
+  const file = join(dir, `${name}.yaml`);
+  writeFileSync(
+    file,
+    `store: ${store}
+http: { host: 127.0.0.1, port: ${port} }
+tenants:
+  - id: riverside-clinic
+    reviewKeys: ${keys}
+    destinations: [archive]
+destinations:
+  - id: archive
+    type: file
+    directory: ./out-${name}
+    mapping: us-core-docref
+`,
+  );
+  return file;
+}
+
+function serve(configFile: string): Promise<{ code: number | null; stderr: string }> {
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [join(root, 'bin/scribe-bridge.js'), 'serve', '--config', configFile],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  let stderr = '';
+  child.stderr!.on('data', (d) => {
+    stderr += String(d);
+  });
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stderr })));
+}
+
+describe('serve: start-up failures from the environment', () => {
+  it('the HTTP port in use: HTTP_LISTEN_FAILED, exit 1; the PGlite store is released', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as net.AddressInfo).port;
+    try {
+      const file = config('port', 'pglite://./data-port', port);
+      const r = await serve(file);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(
+        `HTTP_LISTEN_FAILED: cannot listen on 127.0.0.1:${port}: the port is in use`,
+      );
+      expect(r.stderr).not.toContain('INTERNAL');
+      // In process too: the error is thrown and the store it had opened is closed again (its lock released).
+      const e = await createService(await loadConfig(file, {})).catch((x: unknown) => x);
+      expect((e as ScribeError).code).toBe('HTTP_LISTEN_FAILED');
+      const again = await Ledger.open(`pglite://${join(dir, 'data-port')}`);
+      await again.close();
+    } finally {
+      await new Promise<void>((r) => taken.close(() => r()));
+    }
+  }, 120_000);
+
+  it('a PostgreSQL database that does not exist, and a PGlite directory that cannot be made: LEDGER_UNAVAILABLE', async () => {
+    const missing = await serve(config('nodb', 'postgres://postgres@127.0.0.1:5432/sb_no_such_database', 0));
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(
+      'LEDGER_UNAVAILABLE: the PostgreSQL database in the store URL does not exist',
+    );
+    expect(missing.stderr).toContain('SQLSTATE 3D000');
+    expect(missing.stderr).not.toContain('INTERNAL');
+    const file = join(dir, 'a-file');
+    writeFileSync(file, 'x');
+    const e = await Ledger.open(`pglite://${file}/ledger`).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ScribeError);
+    expect((e as ScribeError).message).toContain('cannot create the PGlite data directory (ENOTDIR)');
+  }, 120_000);
+});
