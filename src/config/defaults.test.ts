@@ -21,6 +21,7 @@ describe('defaultConfig', () => {
     expect(config.store).toEqual({ kind: 'pglite', dir: join(cwd, 'data') });
     expect(config.http).toEqual({ host: '127.0.0.1', port: 8080 });
     expect(config.intake).toEqual({ holdSeconds: 3600 });
+    expect(config.shutdownSeconds).toBe(25);
     expect(config.s3).toBeUndefined();
     expect(config.destinations).toEqual([
       {

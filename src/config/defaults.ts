@@ -110,6 +110,7 @@ export function defaultConfig(cwd: string = process.cwd(), env: Env = process.en
     http: { ...DEFAULTS.http },
     auth: { tokens },
     intake: { holdSeconds: DEFAULTS.holdSeconds },
+    shutdownSeconds: DEFAULTS.shutdownSeconds,
     tenants: discoverTenants(join(baseDir, 'keys')),
     destinations: [destination],
   };

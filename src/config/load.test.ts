@@ -132,6 +132,7 @@ describe('loadConfig: every optional key', () => {
     expect(config.intake.sqs!.endpoint).toBeUndefined();
     expect(config.intake.holdSeconds).toBe(600);
     expect(config.s3).toEqual({ region: 'eu-west-1', forcePathStyle: false });
+    expect(config.shutdownSeconds).toBe(10);
     expect(config.egress).toEqual({
       allowHosts: ['*.amazonaws.com', 'ehr.example.org', 'review.example.org', '10.0.0.0/24'],
     });

@@ -175,6 +175,7 @@ export async function loadConfig(
     ...(s3 ? { s3 } : {}),
     ...(audit ? { audit } : {}),
     ...(egress ? { egress } : {}),
+    shutdownSeconds: whole.data.shutdownSeconds,
     tenants: tenants as TenantConfig[],
     destinations: destinations as DestinationConfig[],
   });

@@ -38,6 +38,8 @@ export const DEFAULTS = {
   file: { concurrency: 4 },
   /** How often the audit chain's head is anchored, seconds (when `audit.anchor` is set). */
   audit: { intervalSeconds: 300 },
+  /** How long a graceful stop (SIGTERM) may take, seconds: under Kubernetes' default 30 s grace period. */
+  shutdownSeconds: 25,
 } as const;
 
 const id = z
@@ -240,6 +242,7 @@ export const ConfigFileSchema = z.strictObject({
   s3: S3Schema.optional(),
   audit: AuditSchema.optional(),
   egress: EgressSchema.optional(),
+  shutdownSeconds: int(1, 3_600).default(DEFAULTS.shutdownSeconds),
   tenants: z.array(TenantSchema).min(1, 'must list at least one tenant'),
   destinations: z.array(DestinationSchema).min(1, 'must list at least one destination'),
 });

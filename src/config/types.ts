@@ -203,6 +203,8 @@ export interface Config {
   readonly audit?: AuditConfig;
   /** Only these hosts may be named as endpoints (checked at load, src/config/egress.ts); absent: any host. */
   readonly egress?: { readonly allowHosts: readonly string[] };
+  /** How long a graceful stop may take before the process gives up waiting, seconds. */
+  readonly shutdownSeconds: number;
   readonly tenants: readonly TenantConfig[];
   readonly destinations: readonly DestinationConfig[];
 }

@@ -34,6 +34,8 @@ export interface WorkerOptions {
     deliveryId: number;
     destination: string;
     outcome: string;
+    /** The stable code of a failed attempt (HTTP status class, ACK code, transport error): never content. */
+    errorCode?: string;
     ms: number;
   }) => void;
 }
@@ -205,6 +207,7 @@ export class DeliveryWorker {
         deliveryId: a.delivery.id,
         destination: config.id,
         outcome: a.result.outcome,
+        ...(a.result.errorCode ? { errorCode: a.result.errorCode } : {}),
         ms: a.result.durationMs,
       });
     });
