@@ -260,6 +260,14 @@ describe.each(['pglite', 'postgres'] as const)('trace on %s', (store) => {
     }
     r = await w.get(q({ destination: 'ehr-mdm', controlId: 'NO-SUCH-ID' }), TRACE_TOKENS.auditor);
     expect([r.status, code(r.body)]).toEqual([404, 'NOT_FOUND']);
+    // A destination this service does not have is a mistake in the query, not an absent document.
+    r = await w.get(q({ destination: 'no-such-destination', controlId: 'X' }), TRACE_TOKENS.auditor);
+    expect([r.status, code(r.body)]).toEqual([400, 'USAGE']);
+    expect(JSON.stringify(r.body)).toContain('no destination \\"no-such-destination\\" is configured here');
+    // A revision the note does not have says which it has.
+    r = await w.get(q({ tenant: hp.tenant, noteId: hp.noteId, revision: '9' }), TRACE_TOKENS.auditor);
+    expect([r.status, code(r.body)]).toEqual([404, 'NOT_FOUND']);
+    expect(JSON.stringify(r.body)).toContain('this note has no revision 9');
 
     const before = await w.service.ledger.db.query<{ n: number }>(
       `select count(*)::int as n from audit_log where action = 'read.phi'`,

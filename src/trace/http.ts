@@ -41,6 +41,12 @@ export function traceHandler(deps: { readonly config: Config; readonly ledger: L
       fhir = wantsFhir(_format, (types) => req.accepts(types));
       query = parseTraceQuery(params);
       transcript = includeTranscript(params);
+      const destination = query.kind === 'note' ? undefined : query.destination;
+      if (destination !== undefined && !deps.config.destinations.some((d) => d.id === destination))
+        throw new ScribeError('USAGE', `no destination ${JSON.stringify(destination)} is configured here`, {
+          where: 'destination',
+          hint: `The destinations are: ${deps.config.destinations.map((d) => d.id).join(', ')}.`,
+        });
     } catch (e) {
       return fail(res, toScribeError(e));
     }

@@ -40,7 +40,7 @@ export interface TraceOptions {
 /** The trace for a query; NOT_FOUND when nothing matches. */
 export async function readTrace(db: Queryable, query: TraceQuery, opts: TraceOptions = {}): Promise<Trace> {
   const found = await resolveQuery(db, query);
-  if (!found) throw new ScribeError('NOT_FOUND', `no delivered document matches this ${describe(query)}`);
+  if (!found) throw await notFound(db, query);
   const { tenant, noteId, match } = found;
   const onlyRevision = query.kind === 'note' ? query.revision : undefined;
   const revisionRows = await db.query<RevisionRow>(
@@ -175,6 +175,28 @@ export async function resolveQuery(
 }
 
 /** A PHI-free description of a query (for messages). */
+/** NOT_FOUND for a query that matched nothing, saying as much as is known: a note without that revision. */
+async function notFound(db: Queryable, query: TraceQuery): Promise<ScribeError> {
+  if (query.kind === 'note' && query.revision !== undefined) {
+    const rows = await db.query<{ revision: number }>(
+      'select revision from note_revisions where tenant = $1 and note_id = $2 order by revision',
+      [query.tenant, query.noteId],
+    );
+    if (rows.length > 0)
+      return new ScribeError('NOT_FOUND', `this note has no revision ${query.revision}`, {
+        where: `${query.tenant}/${query.noteId}`,
+        hint: `Its revisions are ${rows.map((r) => r.revision).join(', ')}; leave out revision for all of them.`,
+      });
+  }
+  return new ScribeError('NOT_FOUND', `no delivered document matches this ${describe(query)}`, {
+    ...(query.kind === 'note'
+      ? {}
+      : {
+          hint: `Check the destination id and the value exactly as that destination received it (README § The trace).`,
+        }),
+  });
+}
+
 export function describe(q: TraceQuery): string {
   switch (q.kind) {
     case 'note':
