@@ -371,10 +371,6 @@ const SETUP_ERRORS: Record<string, { what: string; hint: string }> = {
     what: 'PostgreSQL refused the password',
     hint: 'Set the right password in PGPASSWORD (never in the store URL).',
   },
-  '42501': {
-    what: 'the PostgreSQL user may not create the ledger’s tables',
-    hint: 'Grant the user CREATE on the database (or run the migrations once as its owner).',
-  },
 };
 
 /** The URL without its password. */
