@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { importJWK, importPKCS8, type JWK } from 'jose';
+import type { z } from 'zod';
 import type { PathSegment } from '../contract/json.ts';
 import type { AckTableOverrides } from '../deliver/ack.ts';
 import type { RetryPolicy } from '../deliver/backoff.ts';
@@ -19,6 +20,7 @@ import {
   secretFromEnv,
 } from './context.ts';
 import {
+  configErrorMap,
   type DestinationEntry,
   type FhirAuthEntry,
   FhirAuthSchema,
@@ -200,6 +202,35 @@ async function fhirAuth(
  * One destination (raw), checked and normalised; undefined after a problem. Each check runs when its own
  * keys are right, so one wrong key does not hide a wrong mapping or a missing secret beside it.
  */
+/**
+ * A destination whose `type` is missing or unknown: the file's schema check can only say that (it does not know
+ * which destination this is meant to be), so each other key is checked here against the types that have it, and
+ * a key no type has is unknown — every mistake of the entry is reported at once, not one fix at a time.
+ */
+function checkWithoutType(r: Readonly<Record<string, unknown>>, at: Path, ctx: CheckContext): void {
+  const shapes = [
+    FhirDestinationSchema.shape,
+    MllpDestinationSchema.shape,
+    FileDestinationSchema.shape,
+  ] as const;
+  for (const [key, value] of Object.entries(r)) {
+    if (key === 'type') continue;
+    const owner = shapes.find((shape) => key in shape) as Record<string, z.ZodType> | undefined;
+    if (!owner) {
+      ctx.problems.at([...at, key], `unknown key ${JSON.stringify(key)}`);
+      continue;
+    }
+    const result = owner[key]!.safeParse(value, { error: configErrorMap });
+    if (result.success) continue;
+    for (const issue of result.error.issues) {
+      const path = [...at, key, ...(issue.path as PathSegment[])];
+      if (issue.code === 'unrecognized_keys')
+        for (const k of issue.keys) ctx.problems.at([...path, k], `unknown key ${JSON.stringify(k)}`);
+      else ctx.problems.at(path, issue.message);
+    }
+  }
+}
+
 export async function resolveDestination(
   raw: unknown,
   index: number,
@@ -208,7 +239,10 @@ export async function resolveDestination(
   const at: Path = ['destinations', index];
   const r = record(raw);
   const type = r['type'];
-  if (type !== 'fhir' && type !== 'mllp' && type !== 'file') return undefined;
+  if (type !== 'fhir' && type !== 'mllp' && type !== 'file') {
+    checkWithoutType(r, at, ctx);
+    return undefined;
+  }
   const ref = part(FhirDestinationSchema.shape.mapping, r['mapping']);
   const renderings =
     type === 'fhir' ? part(FhirDestinationSchema.shape.renderings, r['renderings']) : undefined;

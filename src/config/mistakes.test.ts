@@ -59,6 +59,20 @@ describe('config mistakes, each located', () => {
     ]);
   });
 
+  it("an unknown destination type does not hide the entry's other mistakes", async () => {
+    const text = spec(
+      '  - id: archive\n    type: file\n    directory: ./out\n',
+      '  - id: archive\n    type: ftp\n    directory: true\n    concurrency: 0\n    retry: { maxAttempts: "three" }\n    colour: blue\n',
+    );
+    expect(await problems(text)).toEqual([
+      `${at(text, 'type: ftp')} (destinations[2].type): must be one of: fhir | mllp | file`,
+      `${at(text, 'directory: true')} (destinations[2].directory): Invalid input: expected string, received boolean`,
+      `${at(text, 'concurrency: 0')} (destinations[2].concurrency): Too small: expected number to be >=1`,
+      `${at(text, 'maxAttempts: "three"')} (destinations[2].retry.maxAttempts): Invalid input: expected number, received string`,
+      `${at(text, 'colour')} (destinations[2].colour): unknown key "colour"`,
+    ]);
+  });
+
   it('a bad tenant id', async () => {
     const text = spec('id: riverside-clinic', 'id: Riverside_Clinic');
     const [p, ...rest] = await problems(text);
