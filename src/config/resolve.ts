@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { PathSegment } from '../contract/json.ts';
-import { parseJwks } from '../contract/signature.ts';
+import { parseJwksText } from '../contract/signature.ts';
 import { ScribeError } from '../errors.ts';
 import { type CheckContext, checkedPath, type Env, part, record } from './context.ts';
 import { AuditSchema, SqsSchema, TenantSchema } from './schema.ts';
@@ -142,9 +142,10 @@ function reviewKeys(
   if (path === undefined) return undefined;
   // Read now, so a broken file stops the start instead of failing every note of the tenant later.
   try {
-    parseJwks(JSON.parse(readFileSync(path, 'utf8')), 'the JWKS file');
+    parseJwksText(readFileSync(path, 'utf8'), path, 'the JWKS file');
   } catch (e) {
-    ctx.problems.at(at, e instanceof ScribeError ? e.detail : 'the JWKS file is not JSON');
+    if (!(e instanceof ScribeError)) throw e;
+    ctx.problems.at(at, e.detail);
     return undefined;
   }
   return { kind: 'file', path };

@@ -84,13 +84,18 @@ export async function loadJwksFile(path: string): Promise<Jwks> {
       },
     );
   }
+  return parseJwksText(text, path);
+}
+
+/** A JWKS file's text, checked as parseJwks does (KEYS_INVALID when it is not JSON or not a JWK Set). */
+export function parseJwksText(text: string, path: string, source: string = path): Jwks {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
     throw new ScribeError('KEYS_INVALID', 'the JWKS file is not JSON', { where: path });
   }
-  return parseJwks(json, path);
+  return parseJwks(json, source);
 }
 
 /** What is recorded about a signature. */

@@ -88,7 +88,10 @@ const KEYS_MAX_AGE_MS = 10 * 60_000;
 /** An unknown key id reads the keys again, at most this often per tenant, ms. */
 const KEYS_REFRESH_COOLDOWN_MS = 30_000;
 
-/** Review keys per tenant, read once (a file) or fetched once (an https URL). */
+/**
+ * Review keys per tenant, from a file or an https URL: cached, read again when 10 minutes old and (at most every
+ * 30 s) when a signature names a key id they lack.
+ */
 export class TenantKeys {
   readonly #config: Pick<Config, 'tenants'>;
   readonly #cache = new Map<string, { readonly keys: Promise<Jwks>; readonly at: number }>();

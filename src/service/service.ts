@@ -115,6 +115,13 @@ export async function createService(config: Config, options: ServiceOptions = {}
   });
 
   const deadLetterQueue = deadLetterQueueFor(config, options.awsCredentials);
+  /** The last step of a stop, and all of one whose HTTP listener never started. */
+  const closeClientsAndLedger = async () => {
+    objectStore?.destroy();
+    deadLetterQueue?.destroy();
+    jobLocator?.destroy();
+    await ledger.close();
+  };
   let consumer: SqsConsumer | undefined;
   const app = createApp({
     config,
@@ -133,10 +140,7 @@ export async function createService(config: Config, options: ServiceOptions = {}
   }).catch(async (e: unknown) => {
     // Nothing has started yet but what is open: close it, so the process can report and exit.
     activeMappings.stop();
-    objectStore?.destroy();
-    deadLetterQueue?.destroy();
-    jobLocator?.destroy();
-    await ledger.close();
+    await closeClientsAndLedger();
     throw e;
   });
   const address = server.address() as AddressInfo;
@@ -221,10 +225,7 @@ export async function createService(config: Config, options: ServiceOptions = {}
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await worker.stop();
       await anchoring?.stop();
-      objectStore?.destroy();
-      deadLetterQueue?.destroy();
-      jobLocator?.destroy();
-      await ledger.close();
+      await closeClientsAndLedger();
       log({ event: 'service.stopped' });
     },
   };
