@@ -22,6 +22,7 @@ import {
 import {
   configErrorMap,
   type DestinationEntry,
+  envName,
   type FhirAuthEntry,
   FhirAuthSchema,
   FhirDestinationSchema,
@@ -199,9 +200,18 @@ async function fhirAuth(
 }
 
 /**
- * One destination (raw), checked and normalised; undefined after a problem. Each check runs when its own
- * keys are right, so one wrong key does not hide a wrong mapping or a missing secret beside it.
+ * An auth block the schema refused (an unknown `alg`, a missing `kid`…): its secrets and key file are still
+ * looked for, each where its own key is right, so a wrong `alg` does not hide an unset variable beside it.
  */
+function checkAuthParts(auth: Readonly<Record<string, unknown>>, at: Path, ctx: CheckContext): void {
+  for (const key of ['tokenEnv', 'clientSecretEnv', 'privateKeyEnv'] as const) {
+    const name = part(envName, auth[key]);
+    if (name !== undefined) secretFromEnv(name, [...at, key], ctx);
+  }
+  if (typeof auth['privateKeyFile'] === 'string' && auth['privateKeyFile'] !== '')
+    checkedPath(auth['privateKeyFile'], [...at, 'privateKeyFile'], 'file', ctx);
+}
+
 /**
  * A destination whose `type` is missing or unknown: the file's schema check can only say that (it does not know
  * which destination this is meant to be), so each other key is checked here against the types that have it, and
@@ -231,6 +241,10 @@ function checkWithoutType(r: Readonly<Record<string, unknown>>, at: Path, ctx: C
   }
 }
 
+/**
+ * One destination (raw), checked and normalised; undefined after a problem. Each check runs when its own
+ * keys are right, so one wrong key does not hide a wrong mapping or a missing secret beside it.
+ */
 export async function resolveDestination(
   raw: unknown,
   index: number,
@@ -264,6 +278,7 @@ export async function resolveDestination(
 
   if (type === 'fhir') {
     const authEntry = part(FhirAuthSchema, r['auth']);
+    if (authEntry === undefined) checkAuthParts(record(r['auth']), [...at, 'auth'], ctx);
     const baseUrl = part(FhirDestinationSchema.shape.baseUrl, r['baseUrl']);
     // Without a valid baseUrl the auth is still checked; the plain-http rule then checks https://.
     const auth = authEntry && (await fhirAuth(authEntry, baseUrl ?? 'https://x', tls, [...at, 'auth'], ctx));

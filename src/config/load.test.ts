@@ -185,6 +185,28 @@ describe('loadConfig: every optional key', () => {
     expect(drop).toMatchObject({ type: 'file', directory: join(dir, 'drop'), mapping: { format: 'hl7v2' } });
   });
 
+  it('reads the auth keys nested under the type name (`bearer: { tokenEnv }`) as the flat form', async () => {
+    const flat = MINIMAL.replace('auth: { type: none }', 'auth: { type: bearer, tokenEnv: EHR_TOKEN }');
+    const nested = MINIMAL.replace(
+      'auth: { type: none }',
+      'auth: { type: bearer, bearer: { tokenEnv: EHR_TOKEN } }',
+    );
+    expect(nested).not.toBe(MINIMAL);
+    const env = { EHR_TOKEN: 'a bearer token' };
+    const a = (await loadConfig(configFile(flat), env)).destinations[0] as FhirDestinationConfig;
+    const b = (await loadConfig(configFile(nested), env)).destinations[0] as FhirDestinationConfig;
+    expect(b.auth).toMatchObject({ type: 'bearer', tokenEnv: 'EHR_TOKEN' });
+    expect(b.auth.type === 'bearer' && b.auth.token.reveal()).toBe('a bearer token');
+    expect({ ...b, auth: { ...b.auth, token: null } }).toEqual({ ...a, auth: { ...a.auth, token: null } });
+
+    const cc = MINIMAL.replace(
+      'auth: { type: none }',
+      'auth:\n      type: client-credentials\n      client-credentials:\n        tokenUrl: http://127.0.0.1:9/token\n        clientId: c\n        clientSecretEnv: CS\n',
+    );
+    const c = (await loadConfig(configFile(cc), { CS: 's' })).destinations[0] as FhirDestinationConfig;
+    expect(c.auth).toMatchObject({ type: 'client-credentials', clientId: 'c' });
+  });
+
   it('takes a smart-backend private key from the environment as a private JWK', async () => {
     const { privateKey } = await generateKeyPair('RS384', { extractable: true });
     const { exportJWK } = await import('jose');

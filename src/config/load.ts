@@ -21,6 +21,7 @@ import {
 } from './context.ts';
 import { resolveDestination } from './destinations.ts';
 import { checkEgress } from './egress.ts';
+import { liftNestedAuth } from './nested-auth.ts';
 import { resolveAudit, resolveSqs, resolveStore, resolveTenant, tokensFromEnv } from './resolve.ts';
 import { checkCrossReferences } from './rules.ts';
 import {
@@ -82,11 +83,15 @@ function position(where: string): [number, number] {
   return m ? [Number(m[1]), Number(m[2])] : [Number.MAX_SAFE_INTEGER, 0];
 }
 
-function located(list: readonly Problem[], src: YamlSource): LocatedIssue[] {
+function located(
+  list: readonly Problem[],
+  src: YamlSource,
+  inFile: (path: readonly PathSegment[]) => readonly PathSegment[],
+): LocatedIssue[] {
   const seen = new Set<string>();
   const out: LocatedIssue[] = [];
   for (const p of list) {
-    const where = p.path ? src.locate(p.path) : (p.where ?? '');
+    const where = p.path ? src.locate(inFile(p.path)) : (p.where ?? '');
     const key = `${where}\0${p.message}`;
     if (seen.has(key)) continue;
     seen.add(key);
@@ -134,10 +139,12 @@ export async function loadConfig(
   if (src.value === null || src.value === undefined) {
     throw configError(given, [{ where: src.locate([]), message: 'the file is empty' }]);
   }
-  const whole = ConfigFileSchema.safeParse(src.value, { error: configErrorMap });
+  // `auth: { type: bearer, bearer: { tokenEnv } }` is read as `auth: { type: bearer, tokenEnv }` (./nested-auth.ts).
+  const { value, inFile } = liftNestedAuth(src.value);
+  const whole = ConfigFileSchema.safeParse(value, { error: configErrorMap });
   if (!whole.success) schemaProblems(whole.error, problems);
 
-  const raw = record(src.value);
+  const raw = record(value);
   const store = typeof raw['store'] === 'string' ? resolveStore(raw['store'], ctx) : undefined;
   const http = part(HttpSchema.prefault({}), raw['http']);
   const auth = part(AuthSchema.prefault({}), raw['auth']);
@@ -156,11 +163,11 @@ export async function loadConfig(
   for (const [i, d] of rawDestinations.entries()) destinations.push(await resolveDestination(d, i, ctx));
 
   const envTokens = tokensFromEnv(env);
-  checkCrossReferences(src.value, envTokens, problems);
+  checkCrossReferences(value, envTokens, problems);
   checkEgress(raw, problems);
   const egress = part(EgressSchema.optional(), raw['egress']);
 
-  if (problems.list.length > 0) throw configError(given, located(problems.list, src));
+  if (problems.list.length > 0) throw configError(given, located(problems.list, src, inFile));
   if (!whole.success || !store || !http || !auth || !intake) {
     throw new ScribeError('INTERNAL', 'a config part failed without a reported problem', { where: given });
   }

@@ -139,6 +139,23 @@ describe('config mistakes, each located', () => {
     ]);
   });
 
+  it('mistakes inside a nested auth block (`bearer: { tokenEnv }`) are placed where the file has them', async () => {
+    const text = spec('{ type: none }', '{ type: bearer, bearer: { tokenEnvv: EHR_TOKEN } }');
+    expect(await problems(text, { EHR_TOKEN: 't' })).toEqual([
+      `${at(text, 'bearer: {')} (destinations[0].auth.bearer.tokenEnv): required, but missing`,
+      `${at(text, 'tokenEnvv')} (destinations[0].auth.bearer.tokenEnvv): unknown key "tokenEnvv"`,
+    ]);
+    const unset = spec('{ type: none }', '{ type: bearer, bearer: { tokenEnv: EHR_TOKEN } }');
+    expect(await problems(unset)).toEqual([
+      `${at(unset, 'tokenEnv')} (destinations[0].auth.bearer.tokenEnv): the environment variable EHR_TOKEN is not set (secrets come only from the environment)`,
+    ]);
+    // Both forms at once is ambiguous: the nested block is then an unknown key beside the flat one.
+    const both = spec('{ type: none }', '{ type: bearer, tokenEnv: A, bearer: { tokenEnv: B } }');
+    expect(await problems(both, { A: 'a', B: 'b' })).toEqual([
+      `${at(both, 'bearer: {')} (destinations[0].auth.bearer): unknown key "bearer"`,
+    ]);
+  });
+
   it('a heartbeat not shorter than the visibility timeout', async () => {
     const text = spec('    waitTimeSeconds: 5\n', '    waitTimeSeconds: 5\n    heartbeatSeconds: 30\n');
     expect(await problems(text)).toEqual([
@@ -266,6 +283,27 @@ describe('config mistakes, each located', () => {
       `${at(text, 'privateKeyFile', 2)} (destinations[3].auth.privateKeyFile): not a PKCS#8 PEM private key or private JWK usable with RS384`,
       `${at(text, 'tokenUrl: http:')} (destinations[4].auth.tokenUrl): the access token would travel in clear text: use https (plain http is allowed only to localhost / 127.0.0.1 / ::1)`,
       `${at(text, 'privateKeyEnv: K }', 2)} (destinations[4].auth.privateKeyEnv): not a PKCS#8 PEM private key or private JWK usable with ES384`,
+    ]);
+  });
+
+  it('an auth block the schema refuses still has its key file and secrets checked', async () => {
+    const text = spec(
+      '{ type: none }',
+      '{ type: smart-backend, tokenUrl: http://127.0.0.1:9/t, clientId: c, kid: k, alg: HS256, privateKeyFile: ./missing.pem }',
+    );
+    const found = await problems(text);
+    expect(found).toHaveLength(2);
+    expect(found[0]).toBe(
+      `${at(text, 'alg')} (destinations[0].auth.alg): Invalid option: expected one of "RS384"|"ES384"`,
+    );
+    expect(found[1]).toMatch(/\(destinations\[0\]\.auth\.privateKeyFile\): no such file: .*missing\.pem$/);
+    const cc = spec(
+      '{ type: none }',
+      '{ type: client-credentials, tokenUrl: not-a-url, clientId: c, clientSecretEnv: CC_SECRET }',
+    );
+    expect(await problems(cc)).toEqual([
+      `${at(cc, 'tokenUrl')} (destinations[0].auth.tokenUrl): must be an absolute http:// or https:// URL`,
+      `${at(cc, 'clientSecretEnv')} (destinations[0].auth.clientSecretEnv): the environment variable CC_SECRET is not set (secrets come only from the environment)`,
     ]);
   });
 

@@ -46,7 +46,7 @@ const id = z
   .string()
   .regex(ID_PATTERN, 'must match [a-z0-9][a-z0-9-]{0,62}: lower-case letters, digits and -, at most 63');
 const text = z.string().min(1, 'must not be empty');
-const envName = z
+export const envName = z
   .string()
   .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be the name of an environment variable (letters, digits, _)');
 const httpUrl = z.string().refine((s) => {
