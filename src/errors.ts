@@ -24,6 +24,7 @@ export type IssueType =
   | 'structure'
   | 'required'
   | 'value'
+  | 'too-long'
   | 'invariant'
   | 'security'
   | 'login'
@@ -56,6 +57,12 @@ export const ERROR_CODES = {
     disposition: 'reject',
     issue: 'structure',
     hint: 'Send the envelope as UTF-8 encoded JSON (RFC 8259).',
+  },
+  ENVELOPE_TOO_LARGE: {
+    status: 413,
+    disposition: 'reject',
+    issue: 'too-long',
+    hint: 'Send a smaller body: an envelope is at most 32 MB (give the HealthScribe artifacts by S3 reference, uri + sha256), a replay request at most 1 MB.',
   },
   ENVELOPE_DUPLICATE_MEMBER: {
     status: 400,

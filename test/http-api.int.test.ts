@@ -105,6 +105,12 @@ describe('HTTP API', () => {
     );
     expect(fileUris.status).toBe(400);
     expect(await code(fileUris)).toBe('ARTIFACT_URI_INVALID');
+
+    // Over the 32 MB body limit: 413 with its own code, and the service goes on taking notes.
+    const huge = await post(`{"pad": "${'x'.repeat(32 * 1024 * 1024)}"}`, TOKENS.intake);
+    expect(huge.status).toBe(413);
+    expect(await code(huge)).toBe('ENVELOPE_TOO_LARGE');
+    expect((await post(dap, TOKENS.intake)).status).toBe(200);
   }, 60_000);
 
   it('enforces roles and tenant limits', async () => {

@@ -272,11 +272,12 @@ export function createApp(deps: ApiDeps): express.Express {
   });
   // express 5 passes errors thrown by handlers here (e.g. a body over the size limit).
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    const status = (err as { status?: number }).status;
+    const { status, limit } = err as { status?: number; limit?: number };
+    const mb = typeof limit === 'number' ? `${Math.round(limit / 1024 / 1024)} MB` : 'the limit';
     send(
       res,
       status === 413
-        ? new ScribeError('ENVELOPE_JSON', 'the envelope is larger than 32 MB')
+        ? new ScribeError('ENVELOPE_TOO_LARGE', `the request body is larger than ${mb}`, { where: 'body' })
         : toScribeError(err),
     );
   });
