@@ -15,3 +15,4 @@ export { hashToken, TOKEN_ENV_VARS } from './resolve.ts';
 export { DEFAULTS } from './schema.ts';
 export { REDACTED, Secret } from './secret.ts';
 export type * from './types.ts';
+export { type ConfigWarning, configWarnings } from './warnings.ts';

@@ -8,7 +8,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from '../api/app.ts';
 import { Metrics } from '../api/metrics.ts';
-import type { Config } from '../config/index.ts';
+import { type Config, configWarnings } from '../config/index.ts';
 import { ScribeError } from '../errors.ts';
 import { S3ObjectStore } from '../ingest/s3.ts';
 import { SqsConsumer, type SqsLogEvent } from '../ingest/sqs.ts';
@@ -207,6 +207,7 @@ export async function createService(config: Config, options: ServiceOptions = {}
   housekeeping.unref();
   const anchoring = config.audit?.anchor ? startAnchoring(ledger, config, log) : undefined;
 
+  for (const w of configWarnings(config)) log({ ...w });
   log({
     event: 'service.started',
     url,
