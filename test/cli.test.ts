@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { fieldText, parseEr7, segmentsNamed } from './support/hl7-parse.ts';
 import { startMllpServer } from './support/mllp-server.ts';
+import { SHARED_PROFILES } from './support/profiles.ts';
 
 const root = new URL('../', import.meta.url).pathname;
 const bin = join(root, 'bin/scribe-bridge.js');
@@ -162,6 +163,26 @@ describe('scribe-bridge mappings', () => {
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/^OK us-core-docref \d+\.\d+\.\d+ \(sha256 [0-9a-f]{64}\)/);
   });
+
+  it('check validates what a mapping produces, as the service does before using it', async () => {
+    // Compiles and renders every probe, but its output is not a conformant US Core DocumentReference.
+    const file = join(mkdtempSync(join(tmpdir(), 'sb-mc-')), 'draft.yaml');
+    writeFileSync(
+      file,
+      'id: draft-docref\nversion: 1.0.0\ndescription: x\nformat: fhir\noutput:\n  new:\n    resourceType: DocumentReference\n    status: draft\n    content:\n      - attachment: { contentType: text/plain, data: aGk= }\n',
+    );
+    const us = join(new URL(SHARED_PROFILES).pathname, 'us-core-8.0.0');
+    const r = await run(['mappings', 'check', file, '--profiles', us]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`FAIL ${file}`);
+    expect(r.stderr).toMatch(
+      /OUTPUT_INVALID: mapping draft-docref 1\.0\.0 produces non-conformant FHIR for probe/,
+    );
+    expect(r.stderr).toMatch(/DocumentReference\.status: Value "draft" is not in the required value set/);
+    const ok = await run(['mappings', 'check', 'us-core-docref', '--profiles', us]);
+    expect(ok.code).toBe(0);
+    expect(ok.stderr).not.toContain('base FHIR R4 and scribe-bridge profiles only');
+  }, 60_000);
 
   it('test passes against the checked-in goldens and reports coverage', async () => {
     const r = await run([

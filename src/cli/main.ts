@@ -220,11 +220,15 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
   mappings
     .command('check')
     .description(
-      'lint mapping files: load, compile and render every probe note (errors name file:line and path)',
+      'lint mapping files: load, compile, render every probe note and validate each output in full, as the service does before it uses a mapping version (errors name file:line and path)',
     )
     .argument('<mapping...>', 'mapping files or shipped ids')
-    .action(async (refs: string[]) => {
-      code = await (await import('./mappings.ts')).mappingsCheck(refs, io);
+    .option(
+      '--profiles <dir...>',
+      'FHIR profile folders to validate against (US Core 8); default $SCRIBE_BRIDGE_PROFILES, else base R4 and scribe-bridge profiles only',
+    )
+    .action(async (refs: string[], opts: { profiles?: string[] }) => {
+      code = await (await import('./mappings.ts')).mappingsCheck(refs, io, opts);
     });
   mappings
     .command('test')

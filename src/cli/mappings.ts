@@ -12,8 +12,11 @@ import {
   SHIPPED_MAPPING_IDS,
   SHIPPED_MAPPINGS_DIR,
 } from '../map/registry.ts';
+import { Conformance } from '../validate/conformance.ts';
+import { loadProfiles } from '../validate/profiles.ts';
 import { goldenText, runGolden } from './golden.ts';
 import type { Io } from './io.ts';
+import { profileFolders } from './map.ts';
 import { keysFromOption, noteWithPrior } from './notes.ts';
 
 function printError(io: Io, err: ScribeError): void {
@@ -21,10 +24,27 @@ function printError(io: Io, err: ScribeError): void {
   for (const i of err.issues.slice(1)) io.err(`  also: ${i.message} (at ${i.where})\n`);
 }
 
-/** Lints mapping files: load and compile (located errors), then render every probe note through them. */
-export async function mappingsCheck(refs: readonly string[], io: Io): Promise<number> {
+/** How many of a refused proof's problems `mappings check` prints. */
+const SHOWN_PROBLEMS = 20;
+
+/**
+ * Lints mapping files: load and compile (located errors), render every probe note through them, then prove each
+ * the way the service does before it uses a mapping version (Conformance.prove: every probe's output validated in
+ * full), so a mapping `check` passes is one `serve` will use.
+ */
+export async function mappingsCheck(
+  refs: readonly string[],
+  io: Io,
+  opts: { profiles?: string[] } = {},
+): Promise<number> {
   const registry = new MappingRegistry();
   const probes = await probeNotes();
+  const conformance = new Conformance(await loadProfiles(profileFolders(opts.profiles)));
+  if (!conformance.hasUsCore) {
+    io.err(
+      'note: validating against base FHIR R4 and scribe-bridge profiles only; give --profiles <folder with US Core 8> (or SCRIBE_BRIDGE_PROFILES) to validate against US Core too\n',
+    );
+  }
   let failed = 0;
   for (const ref of refs) {
     let mapping: Mapping;
@@ -45,12 +65,23 @@ export async function mappingsCheck(refs: readonly string[], io: Io): Promise<nu
         problems.push(`probe ${p.name}: ${err.message}`);
       }
     }
+    if (problems.length === 0) {
+      try {
+        await conformance.prove(mapping);
+      } catch (e) {
+        const err = toScribeError(e);
+        const issues = err.issues.length > 0 ? err.issues : [{ where: err.where ?? '', message: err.detail }];
+        problems.push(`${err.code}: ${err.detail.replace(/: \d+ problem\(s\), first: [^]*$/, '')}`);
+        for (const i of issues.slice(0, SHOWN_PROBLEMS)) problems.push(`  ${i.where}: ${i.message}`);
+        if (issues.length > SHOWN_PROBLEMS) problems.push(`  … and ${issues.length - SHOWN_PROBLEMS} more`);
+      }
+    }
     if (problems.length > 0) {
       failed++;
       io.err(`FAIL ${mapping.file}\n${problems.map((p) => `  ${p}\n`).join('')}`);
     } else {
       io.out(
-        `OK ${mapping.id} ${mapping.version} (sha256 ${mapping.digest}): ${probes.length} probe notes rendered — ${mapping.file}\n`,
+        `OK ${mapping.id} ${mapping.version} (sha256 ${mapping.digest}): ${probes.length} probe notes rendered and validated — ${mapping.file}\n`,
       );
     }
   }
