@@ -48,6 +48,19 @@ describe('conformance gate', () => {
     expect(() => c.check(render(bad, { note: probe.note }))).toThrow(/not a valid instant/);
   }, 60_000);
 
+  it('refuses at proof what only the per-note check sees (a Resource.id Medplum leaves unchecked)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sb-conf-'));
+    const file = join(dir, 'bad-id.yaml');
+    writeFileSync(
+      file,
+      'id: bad-id\nversion: 1.0.0\ndescription: a Device whose id is not an id\nformat: fhir\noutput:\n  new:\n    resourceType: Device\n    id: "Device id with spaces & umlauts"\n',
+    );
+    const c = await testConformance();
+    const err = await c.prove(loadMappingFile(file)).catch((e: unknown) => e);
+    expect((err as ScribeError).code).toBe('OUTPUT_INVALID');
+    expect((err as ScribeError).issues).toContainEqual({ where: 'Device.id', message: 'not a valid id' });
+  }, 60_000);
+
   it('per-note check rejects every corruption that full validation rejects', async () => {
     const c = await testConformance();
     const probes = await probeNotes();

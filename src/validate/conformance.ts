@@ -21,7 +21,7 @@ import { probeNotes } from '../map/probes.ts';
 import { checkCodes } from './bindings.ts';
 import { US_CORE_DOCUMENT_REFERENCE, US_CORE_PROVENANCE, validateFhir } from './fhir.ts';
 import { checkMdm } from './hl7.ts';
-import { eachResource, type Issue } from './issues.ts';
+import { eachResource, type Issue, OWN_CHECKS } from './issues.ts';
 import type { ProfileRegistry } from './profiles.ts';
 import { typedWalk } from './typed-walk.ts';
 
@@ -93,7 +93,7 @@ export class Conformance {
         resources++;
         continue;
       }
-      const issues = validateFhir(r.value as Resource, this.#registry, { defaultProfiles: this.hasUsCore });
+      const issues = this.#fullIssues(r);
       const value = r.value as { entry?: unknown[] };
       resources += 1 + (Array.isArray(value.entry) ? value.entry.length : 0);
       const errors = issues.filter((i) => i.severity === 'error' || i.severity === 'fatal');
@@ -136,15 +136,29 @@ export class Conformance {
       this.check(rendering);
       return [];
     }
-    const issues = validateFhir(rendering.value as Resource, this.#registry, {
-      defaultProfiles: this.hasUsCore,
-    });
+    const issues = this.#fullIssues(rendering);
     const errors = issues.filter((i) => i.severity === 'error' || i.severity === 'fatal');
     if (errors.length > 0)
       throw refuse(
         `${rendering.mapping.id} ${rendering.mapping.version} produced non-conformant FHIR`,
         errors,
       );
+    return issues;
+  }
+
+  /**
+   * Full validation plus everything the per-note check looks at, so that a proven mapping version is never
+   * refused by `check` for something the proof could have seen (Medplum, for one, leaves Resource.id's lexical
+   * form unchecked: R4 types it System.String).
+   */
+  #fullIssues(r: Rendering): Issue[] {
+    const issues = validateFhir(r.value as Resource, this.#registry, { defaultProfiles: this.hasUsCore });
+    const seen = new Set(issues.map((i) => `${i.path}\0${i.message}`));
+    for (const w of typedWalk(r.value)) {
+      if (seen.has(`${w.path}\0${w.message}`)) continue;
+      seen.add(`${w.path}\0${w.message}`);
+      issues.push({ severity: 'error', code: 'value', message: w.message, path: w.path, source: OWN_CHECKS });
+    }
     return issues;
   }
 }
