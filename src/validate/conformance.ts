@@ -23,6 +23,7 @@ import { US_CORE_DOCUMENT_REFERENCE, US_CORE_PROVENANCE, validateFhir } from './
 import { checkMdm } from './hl7.ts';
 import { eachResource, type Issue, OWN_CHECKS } from './issues.ts';
 import type { ProfileRegistry } from './profiles.ts';
+import { requestIssues } from './requests.ts';
 import { typedWalk } from './typed-walk.ts';
 
 export interface ProofReport {
@@ -119,7 +120,10 @@ export class Conformance {
         );
       return;
     }
-    const issues: { path: string; message: string }[] = [...typedWalk(rendering.value)];
+    const issues: { path: string; message: string }[] = [
+      ...typedWalk(rendering.value),
+      ...requestIssues(rendering.value, rendering.request),
+    ];
     for (const i of eachResource(rendering.value as Resource, (r) => checkCodes(r, this.#registry))) {
       if (i.severity === 'error' || i.severity === 'fatal') issues.push({ path: i.path, message: i.message });
     }
@@ -154,7 +158,7 @@ export class Conformance {
   #fullIssues(r: Rendering): Issue[] {
     const issues = validateFhir(r.value as Resource, this.#registry, { defaultProfiles: this.hasUsCore });
     const seen = new Set(issues.map((i) => `${i.path}\0${i.message}`));
-    for (const w of typedWalk(r.value)) {
+    for (const w of [...typedWalk(r.value), ...requestIssues(r.value, r.request)]) {
       if (seen.has(`${w.path}\0${w.message}`)) continue;
       seen.add(`${w.path}\0${w.message}`);
       issues.push({ severity: 'error', code: 'value', message: w.message, path: w.path, source: OWN_CHECKS });
