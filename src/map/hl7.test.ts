@@ -104,17 +104,40 @@ describe('escapedPieces (text for FT / TX values of bounded length)', () => {
   });
 });
 
+type Seg = { segment: string } & Record<number, unknown>;
+/** A minimal complete MDM^T02; `change` edits its segments (by name) before serialising. */
+const mdm = (obx: Seg[], change: (segs: Seg[]) => void = () => {}) => {
+  const segs: Seg[] = [
+    {
+      segment: 'MSH',
+      7: '20261120140200-0500',
+      9: { 1: 'MDM', 2: 'T02', 3: 'MDM_T02' },
+      10: 'ID1',
+      12: '2.5.1',
+    },
+    { segment: 'EVN', 1: 'T02', 2: '20261120140200-0500' },
+    { segment: 'PID', 1: '1' },
+    { segment: 'PV1', 1: '1' },
+    { segment: 'TXA', 1: '1', 2: 'HP', 3: 'FT', 12: 'DOC1', 17: 'LA', 19: 'AV' },
+    ...obx,
+  ];
+  change(segs);
+  return serializeHl7(segs);
+};
+const obx = (n: number, value: string, type = 'FT', sub?: string): Seg => ({
+  segment: 'OBX',
+  1: String(n),
+  2: type,
+  3: { 1: '34117-2', 3: 'LN' },
+  ...(sub ? { 4: sub } : {}),
+  5: value,
+  11: 'F',
+});
+const seg = (segs: Seg[], name: string) => segs.find((s) => s.segment === name)!;
+
 describe('checkMdm: OBX text length', () => {
   it('refuses an FT or TX value over 65,536 characters, and takes one at the limit', () => {
-    const message = (value: string, type = 'FT') =>
-      serializeHl7([
-        { segment: 'MSH', 9: { 1: 'MDM', 2: 'T02', 3: 'MDM_T02' }, 10: 'ID1', 12: '2.5.1' },
-        { segment: 'EVN', 1: 'T02' },
-        { segment: 'PID', 1: '1' },
-        { segment: 'PV1', 1: '1' },
-        { segment: 'TXA', 1: '1', 12: 'DOC1', 17: 'LA' },
-        { segment: 'OBX', 1: '1', 2: type, 5: value },
-      ]);
+    const message = (value: string, type = 'FT') => mdm([obx(1, value, type)]);
     expect(checkMdm(message('x'.repeat(HL7_TEXT_MAX)))).toEqual([]);
     expect(checkMdm(message(`${'x'.repeat(HL7_TEXT_MAX - 2)}|`, 'TX'))).toEqual([
       {
@@ -122,5 +145,58 @@ describe('checkMdm: OBX text length', () => {
         message: `a TX value holds at most ${HL7_TEXT_MAX} characters (is ${HL7_TEXT_MAX + 1}): give the text in several OBX`,
       },
     ]);
+  });
+});
+
+describe('checkMdm: required fields, tables and events (reference/standards.md §7)', () => {
+  const paths = (body: string, mode?: 'new' | 'amendment' | 'retraction') =>
+    checkMdm(body, undefined, mode).map((i) => i.path);
+
+  it('takes a complete message, and one whose text runs over several OBX told apart by OBX-4', () => {
+    expect(checkMdm(mdm([obx(1, 'a')]), undefined, 'new')).toEqual([]);
+    expect(paths(mdm([obx(1, 'a', 'FT', '1'), obx(2, 'b', 'FT', '2')]))).toEqual([]);
+    expect(paths(mdm([obx(1, 'a'), obx(2, 'b')]))).toEqual(['OBX-4 (OBX 2)']);
+  });
+
+  it('refuses missing MSH-7, EVN-2, TXA-2, TXA-3; a bad date; OBX-2 and OBX-11 outside their tables', () => {
+    const body = mdm([{ ...obx(1, 'a'), 2: 'XX', 11: 'Z' }], (segs) => {
+      delete seg(segs, 'MSH')[7];
+      seg(segs, 'EVN')[2] = 'yesterday';
+      delete seg(segs, 'TXA')[2];
+      delete seg(segs, 'TXA')[3];
+    });
+    expect(paths(body)).toEqual(['MSH-7', 'EVN-2', 'OBX-2 (OBX 1)', 'OBX-11 (OBX 1)', 'TXA-2', 'TXA-3']);
+  });
+
+  it('refuses TXA-17/19 outside their tables and a TXA-21 over 30 characters', () => {
+    const body = mdm([obx(1, 'a')], (segs) => {
+      Object.assign(seg(segs, 'TXA'), { 17: 'XX', 19: 'ZZ', 21: 'Amended by the signing clinician' });
+    });
+    expect(checkMdm(body)).toEqual([
+      { path: 'TXA-17', message: 'document completion status must be from HL7 table 0271 (LA, AU…)' },
+      { path: 'TXA-19', message: 'must be a code of HL7 table 0273' },
+      { path: 'TXA-21', message: 'document change reason holds at most 30 characters (is 32)' },
+    ]);
+  });
+
+  it('refuses an event whose structure differs, and an event that does not fit the lifecycle step', () => {
+    const t01 = mdm([], (segs) => {
+      seg(segs, 'MSH')[9] = { 1: 'MDM', 2: 'T02', 3: 'MDM_T01' };
+    });
+    expect(paths(t01)).toContain('MSH-9.3');
+    expect(checkMdm(mdm([obx(1, 'a')]), undefined, 'retraction')).toEqual([
+      { path: 'MSH-9.2', message: 'a retraction is sent as T03, T04, T11, not T02' },
+    ]);
+  });
+
+  it('the shipped mdm mapping passes on every probe note', async () => {
+    const { probeNotes } = await import('./probes.ts');
+    const { MappingRegistry } = await import('./registry.ts');
+    const { render } = await import('./engine.ts');
+    const m = new MappingRegistry().get('mdm');
+    for (const p of await probeNotes()) {
+      const r = render(m, { note: p.note, ...(p.prior ? { prior: p.prior } : {}) });
+      expect(checkMdm(r.body, undefined, r.mode), p.name).toEqual([]);
+    }
   });
 });

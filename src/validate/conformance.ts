@@ -85,7 +85,7 @@ export class Conformance {
       }
       probes++;
       if (r.format === 'hl7v2') {
-        const issues = checkMdm(r.body, delimitersOf(r));
+        const issues = checkMdm(r.body, delimitersOf(r), r.mode);
         if (issues.length > 0)
           throw refuse(
             `mapping ${mapping.id} ${mapping.version} produces malformed MDM for probe ${p.name}`,
@@ -112,7 +112,7 @@ export class Conformance {
   /** The per-note check (fast). Throws OUTPUT_INVALID with every problem found. */
   check(rendering: Rendering): void {
     if (rendering.format === 'hl7v2') {
-      const issues = checkMdm(rendering.body, delimitersOf(rendering));
+      const issues = checkMdm(rendering.body, delimitersOf(rendering), rendering.mode);
       if (issues.length > 0)
         throw refuse(
           `${rendering.mapping.id} ${rendering.mapping.version} produced a malformed MDM message`,
