@@ -5,7 +5,7 @@
  * in the Bundle forms each sentence with text has its own Composition element whose narrative is well-formed
  * XHTML and, read back by an independent XML parser (fast-xml-parser), is exactly the signed text (XML
  * normalises CRLF and CR to LF, so line breaks compare normalised); a blank sentence has no element; and the
- * text/plain rendering carries every sentence exactly.
+ * text/plain rendering carries every sentence exactly; the opt-in HTML rendering is well-formed XML too.
  */
 import fc from 'fast-check';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
@@ -123,6 +123,23 @@ describe('sentence text in the FHIR mappings (independent XML parser)', () => {
           const attachment = (plain.value as Entry['resource']).content![0]!.attachment;
           const decoded = Buffer.from(attachment.data, 'base64').toString('utf8');
           for (const t of texts) expect(decoded).toContain(t);
+          // The opt-in HTML rendering is also well-formed XML (XHTML, as Oracle Health requires), every sentence
+          // with text read back exactly from its <p>.
+          const both = render(docref!, { note, options: { renderings: ['plain', 'html'] } });
+          conformance.check(both);
+          const html = (both.value as Entry['resource']).content![1]!.attachment;
+          expect(html.contentType).toBe('text/html; charset=utf-8');
+          const page = Buffer.from(html.data, 'base64').toString('utf8');
+          expect(XMLValidator.validate(page)).toBe(true);
+          const paragraphs = new Map(
+            [...page.matchAll(/<p id="sentence-([^"]+)">([^]*?)<\/p>/g)].map((m) => [m[1], m[2]]),
+          );
+          for (const s of note.sentences) {
+            const p = paragraphs.get(s.id);
+            if (p === undefined) continue; // blank sentences may be left out
+            const parsed = xml.parse(`<p>${p}</p>`) as { p: string | { '#text'?: string } };
+            expect(typeof parsed.p === 'string' ? parsed.p : (parsed.p['#text'] ?? '')).toBe(lines(s.text));
+          }
         },
       ),
       { numRuns: runs(RUNS) },

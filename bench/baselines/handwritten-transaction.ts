@@ -267,7 +267,7 @@ export function renderHtml(note: TransactionVars['note']): string {
   }
   const body = `<h1>${title}</h1>\n${parts.join('\n')}`;
   return (
-    `<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>${title}</title></head><body>\n` +
+    `<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8" /><title>${title}</title></head><body>\n` +
     `${body}\n</body></html>\n`
   );
 }
@@ -408,6 +408,11 @@ export function buildTransaction(input: Vars): unknown {
       hash: r.hash,
       title: noteType.title,
       creation: note.signedAt,
+    },
+    format: {
+      system: 'http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode',
+      code: 'urn:ihe:iti:xds:2017:mimeTypeSufficient',
+      display: 'mimeType Sufficient',
     },
   }));
   // `content` is 1..* in FHIR, but the engine omits it (an empty array) when no rendering is asked for
