@@ -30,8 +30,17 @@ export const NOTE_STATUSES = ['final', 'amended', 'entered-in-error'] as const;
 export type NoteStatus = (typeof NOTE_STATUSES)[number];
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lower-case hex digits (a SHA-256)');
-/** RFC 3339 date-time with a zone (FHIR instant/dateTime need one). */
-const instant = z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time with a time zone' });
+/**
+ * RFC 3339 date-time with a zone (FHIR instant/dateTime need one), whose offset is one a clock can have: RFC 3339
+ * allows up to ±23:59, but every time zone lies within -12:00 … +14:00 and FHIR's dateTime takes -14:00 … +14:00 —
+ * a wider offset could not be delivered as written, so it is refused here rather than at one destination.
+ */
+const instant = z.iso
+  .datetime({ offset: true, message: 'must be an RFC 3339 date-time with a time zone' })
+  .refine((t) => {
+    const m = /([+-])(\d{2}):(\d{2})$/.exec(t);
+    return !m || Number(m[2]) * 60 + Number(m[3]) <= 14 * 60;
+  }, 'its time zone offset must lie within -14:00 and +14:00 (as every time zone does; FHIR takes no wider)');
 const fhirDate = z
   .string()
   .regex(/^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$/, 'must be a date: YYYY, YYYY-MM or YYYY-MM-DD')
@@ -44,7 +53,11 @@ const nonBlank = z
   .min(1)
   .refine((s) => s.trim().length > 0, 'must not be blank');
 
-const Identifier = z.strictObject({ system: nonBlank, value: nonBlank });
+// A FHIR Identifier.system is a uri: no whitespace (FHIR's uri pattern is \S*), e.g. urn:oid:… or http://….
+const Identifier = z.strictObject({
+  system: nonBlank.refine((s) => !/\s/.test(s), 'must be a URI (urn:oid:…, http://…), without whitespace'),
+  value: nonBlank,
+});
 const Identifiers = z.array(Identifier).min(1, 'needs at least one identifier');
 const HumanName = z.strictObject({
   family: z.string().optional(),

@@ -168,6 +168,36 @@ describe('verifyEnvelope', () => {
     });
   });
 
+  it('refuses values FHIR could not carry as signed: a zone offset past ±14:00, an identifier system with a space', async () => {
+    const keys = jwksOf(await testKey());
+    const signedAt = (t: string) => {
+      const e = envelopeJson();
+      (e['signature'] as Obj)['signedAt'] = t;
+      return e;
+    };
+    for (const bad of ['2026-11-20T16:45:12+23:59', '2026-11-20T16:45:12-14:01']) {
+      const err = await expectCode(JSON.stringify(await signed(signedAt(bad))), 'ENVELOPE_SCHEMA');
+      expect(err.issues.map((i) => [i.where.split(' ')[0], i.message])).toEqual([
+        [
+          '$.signature.signedAt',
+          'its time zone offset must lie within -14:00 and +14:00 (as every time zone does; FHIR takes no wider)',
+        ],
+      ]);
+    }
+    for (const good of [
+      '2026-11-20T16:45:12+14:00',
+      '2026-11-20T16:45:12-12:00',
+      '2026-11-20T16:45:12+05:45',
+    ])
+      await verifyEnvelope(bytesOf(await signed(signedAt(good))), { keys });
+
+    const e = envelopeJson();
+    ((e['patient'] as Obj)['identifier'] as Obj[])[0]!['system'] = 'Local MRN system';
+    const err = await expectCode(JSON.stringify(await signed(e)), 'ENVELOPE_SCHEMA');
+    expect(err.issues.map((i) => i.where.split(' ')[0])).toEqual(['$.patient.identifier[0].system']);
+    expect(err.issues[0]!.message).toBe('must be a URI (urn:oid:…, http://…), without whitespace');
+  });
+
   it('refuses a sentence over 1 MB and a note over 10 MB of text, naming the sentence', async () => {
     const keys = jwksOf(await testKey());
     const withTexts = (texts: string[]) => {
