@@ -65,7 +65,7 @@ function isTrouble(e: { event?: unknown; outcome?: unknown; status?: unknown }):
   const event = String(e.event ?? '');
   if (event === 'delivery.attempt') return e.outcome !== 'delivered';
   if (event === 'http') return typeof e.status === 'number' && e.status >= 500;
-  return /failed|dead-lettered|timeout|expired|unparseable|unmatched|unknown-code|too-large|unresolved|warning/.test(
+  return /failed|dead-lettered|timeout|expired|unparseable|unmatched|unknown-code|unsolicited|too-large|unresolved|warning/.test(
     event,
   );
 }

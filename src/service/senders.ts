@@ -2,13 +2,15 @@
  * One sender per destination type, each turning a claimed delivery (the exact bytes recorded at intake) into an
  * attempt result for the ledger. They never throw for what the destination does: every outcome is a result.
  */
+import { readFileSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { FhirDestinationConfig as ConfigFhir, DestinationConfig } from '../config/index.ts';
+import type { FhirDestinationConfig as ConfigFhir, DestinationConfig, TlsConfig } from '../config/index.ts';
 import type { JsonValue } from '../contract/json.ts';
 import { FhirDestination } from '../deliver/fhir.ts';
 import type { FhirAuthConfig } from '../deliver/fhir-types.ts';
 import { MllpClient } from '../deliver/mllp.ts';
+import type { MllpLogEntry } from '../deliver/mllp-types.ts';
 import type { ClaimedDelivery } from '../ledger/types.ts';
 import type { Rendering } from '../map/engine.ts';
 
@@ -85,10 +87,29 @@ function fhirAuth(a: ConfigFhir['auth']): FhirAuthConfig {
   }
 }
 
+/**
+ * A destination's `tls:` files read into the PEM texts the transports take (the config holds absolute paths,
+ * checked at load). Read once, when the service starts.
+ */
+export function tlsOptions(
+  tls: TlsConfig | undefined,
+): { ca?: string; cert?: string; key?: string; servername?: string } | undefined {
+  if (!tls) return undefined;
+  const read = (path: string | undefined) => (path === undefined ? undefined : readFileSync(path, 'utf8'));
+  const [ca, cert, key] = [read(tls.ca), read(tls.cert), read(tls.key)];
+  return {
+    ...(ca !== undefined ? { ca } : {}),
+    ...(cert !== undefined ? { cert } : {}),
+    ...(key !== undefined ? { key } : {}),
+    ...(tls.servername !== undefined ? { servername: tls.servername } : {}),
+  };
+}
+
 class FhirSender implements Sender {
   readonly #dest: FhirDestination;
 
   constructor(c: ConfigFhir) {
+    const tls = tlsOptions(c.tls);
     this.#dest = new FhirDestination({
       id: c.id,
       baseUrl: c.baseUrl,
@@ -96,6 +117,7 @@ class FhirSender implements Sender {
       references: c.references,
       timeoutMs: c.timeoutMs,
       auth: fhirAuth(c.auth),
+      ...(tls ? { tls } : {}),
     });
   }
 
@@ -136,18 +158,26 @@ class FhirSender implements Sender {
 class MllpSender implements Sender {
   readonly #client: MllpClient;
 
-  constructor(c: Extract<DestinationConfig, { type: 'mllp' }>) {
+  constructor(c: Extract<DestinationConfig, { type: 'mllp' }>, log?: SenderLog) {
+    // With `tls:` the connection is TLS, never plaintext (the client has no fallback).
+    const tls = tlsOptions(c.tls);
     this.#client = new MllpClient({
       host: c.host,
       port: c.port,
       ackTimeoutMs: c.ackTimeoutMs,
       ackCodes: c.ackCodes,
+      ...(tls ? { tls } : {}),
+      // Warnings (an ACK for another MSH-10, an unparseable ACK…) and connection events: ids and codes only.
+      // The level is the service logger's to choose (serve.ts: warn for an unmatched, unparseable… ACK).
+      ...(log ? { logger: ({ level: _, ...e }: MllpLogEntry) => log({ destination: c.id, ...e }) } : {}),
     });
   }
 
   async send(d: ClaimedDelivery): Promise<SendResult> {
     // An ambiguous MDM is resent with the same MSH-10: the receiver deduplicates on it (the read-back of MLLP).
-    const controlId = d.rendering.payload.split('\r')[0]!.split('|')[9]!;
+    // MSH-1 is the message's own field separator (a mapping may choose another than |).
+    const msh = d.rendering.payload.split('\r')[0]!;
+    const controlId = msh.split(msh.charAt(3) || '|')[9] ?? '';
     const r = await this.#client.send(d.rendering.payload, controlId);
     return {
       outcome: r.outcome,
@@ -187,12 +217,17 @@ class FileSender implements Sender {
   async close(): Promise<void> {}
 }
 
-export function senderFor(d: DestinationConfig): Sender {
+/** Where a sender's own events go (the service's structured log): ids, codes and timings, never content. */
+export type SenderLog = (
+  e: { destination: string; event: string } & Record<string, string | number | boolean | undefined>,
+) => void;
+
+export function senderFor(d: DestinationConfig, log?: SenderLog): Sender {
   switch (d.type) {
     case 'fhir':
       return new FhirSender(d);
     case 'mllp':
-      return new MllpSender(d);
+      return new MllpSender(d, log);
     case 'file':
       return new FileSender(d);
   }

@@ -122,6 +122,28 @@ export async function createService(config: Config, options: ServiceOptions = {}
     jobLocator?.destroy();
     await ledger.close();
   };
+  // The senders are made before anything listens: one that cannot be made (a TLS file unreadable since the
+  // config was checked) fails the start instead of leaving a service that takes notes it can never deliver.
+  let worker: DeliveryWorker;
+  try {
+    worker = new DeliveryWorker({
+      ledger,
+      config,
+      onAttempt: (d, outcome, receivedAt) => metrics.attempt(d, outcome, receivedAt),
+      log: (e) => log({ ...e }),
+      senderLog: (e) =>
+        log(
+          Object.fromEntries(Object.entries(e).filter(([, v]) => v !== undefined)) as Record<
+            string,
+            string | number | boolean
+          >,
+        ),
+    });
+  } catch (e) {
+    activeMappings.stop();
+    await closeClientsAndLedger();
+    throw e;
+  }
   let consumer: SqsConsumer | undefined;
   const app = createApp({
     config,
@@ -186,12 +208,6 @@ export async function createService(config: Config, options: ServiceOptions = {}
     : undefined;
   consumer?.start();
 
-  const worker = new DeliveryWorker({
-    ledger,
-    config,
-    onAttempt: (d, outcome, receivedAt) => metrics.attempt(d, outcome, receivedAt),
-    log: (e) => log({ ...e }),
-  });
   worker.start();
   wakeWorkers = () => worker.notify();
   const housekeeping = setInterval(async () => {

@@ -7,13 +7,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Config, DestinationConfig } from '../config/index.ts';
-import { backoffDelayMs } from '../deliver/backoff.ts';
+import { type BackoffPolicy, backoffDelayMs } from '../deliver/backoff.ts';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../deliver/mllp.ts';
 import { ScribeError } from '../errors.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import type { AttemptResult, ClaimedDelivery } from '../ledger/types.ts';
 import { fault } from './faults.ts';
-import { type Sender, senderFor } from './senders.ts';
+import { type Sender, type SenderLog, senderFor } from './senders.ts';
 
 export interface WorkerOptions {
   readonly ledger: Ledger;
@@ -28,6 +28,8 @@ export interface WorkerOptions {
   readonly random?: () => number;
   /** Called after every recorded attempt (metrics). */
   readonly onAttempt?: (destination: string, outcome: string, receivedAt: Date) => void;
+  /** Where the senders' own events go (e.g. an MLLP ACK for another MSH-10): ids and codes only. */
+  readonly senderLog?: SenderLog;
   /** Ids, codes and durations only. */
   readonly log?: (e: {
     event: 'delivery.attempt';
@@ -58,7 +60,69 @@ interface Attempt {
   readonly delivery: ClaimedDelivery;
   readonly result: AttemptResult & {
     readonly outcome: 'delivered' | 'rejected' | 'retry' | 'ambiguous' | 'failed';
+    /** The destination's Retry-After, for the gate (not recorded). */
+    readonly retryAfterMs?: number;
   };
+}
+
+/** Consecutive failed sends after which a destination is probed one send at a time. */
+export const PROBE_AFTER_FAILURES = 3;
+/** The probe interval's bounds, ms: at most one send a second to a failing endpoint, at least one in 30 s. */
+const PROBE_MIN_MS = 1_000;
+const PROBE_MAX_MS = 30_000;
+
+/**
+ * What one worker knows of a destination's endpoint, to spare it (reliability-scenarios R12, R13): after a
+ * Retry-After nothing is sent to it until that time has passed, whichever delivery it came with; after
+ * {@link PROBE_AFTER_FAILURES} failed sends in a row (retry, ambiguous) it gets one send at a time, the next no
+ * sooner than a backoff (1 s at least, 30 s at most) after the last, until one succeeds. Deliveries not sent
+ * meanwhile stay due and spend none of their retry budget, so an outage longer than the budget's waits does not
+ * fail them.
+ */
+export class DestinationGate {
+  #pausedUntil = 0;
+  #failures = 0;
+  readonly #policy: BackoffPolicy;
+  readonly #random: (() => number) | undefined;
+
+  constructor(policy: BackoffPolicy, random?: () => number) {
+    this.#policy = policy;
+    this.#random = random;
+  }
+
+  /** Learns from a finished send. */
+  observe(
+    r: { readonly outcome: string; readonly retryAfterMs?: number; readonly startedAt: Date },
+    now: number,
+  ): void {
+    if (r.retryAfterMs !== undefined)
+      this.#pausedUntil = Math.max(this.#pausedUntil, r.startedAt.getTime() + r.retryAfterMs);
+    if (r.outcome === 'delivered' || r.outcome === 'rejected') {
+      // A definite answer: the endpoint works.
+      this.#failures = 0;
+      return;
+    }
+    this.#failures++;
+    if (this.#failures >= PROBE_AFTER_FAILURES) {
+      const backoff = backoffDelayMs(this.#failures - PROBE_AFTER_FAILURES, this.#policy, this.#random);
+      this.#pausedUntil = Math.max(
+        this.#pausedUntil,
+        now + Math.min(PROBE_MAX_MS, Math.max(PROBE_MIN_MS, backoff)),
+      );
+    }
+  }
+
+  /** How many deliveries may be claimed now, with `inflight` sends under way. */
+  slots(concurrency: number, inflight: number, now: number): number {
+    if (now < this.#pausedUntil) return 0;
+    if (this.#failures >= PROBE_AFTER_FAILURES) return inflight === 0 ? 1 : 0;
+    return Math.max(0, concurrency - inflight);
+  }
+
+  /** While held back, how long until the gate opens, ms. */
+  waitMs(now: number): number | undefined {
+    return now < this.#pausedUntil ? this.#pausedUntil - now : undefined;
+  }
 }
 
 export class DeliveryWorker {
@@ -72,7 +136,8 @@ export class DeliveryWorker {
   constructor(options: WorkerOptions) {
     this.#o = options;
     this.#owner = options.owner ?? `worker-${process.pid}-${randomUUID().slice(0, 8)}`;
-    for (const d of options.config.destinations) this.#senders.set(d.id, { config: d, sender: senderFor(d) });
+    for (const d of options.config.destinations)
+      this.#senders.set(d.id, { config: d, sender: senderFor(d, options.senderLog) });
   }
 
   /** One claim-and-send round over every destination; resolves with the number of attempts made. */
@@ -88,9 +153,9 @@ export class DeliveryWorker {
     return claimed.length;
   }
 
-  #claimOptions(config: DestinationConfig) {
+  #claimOptions(config: DestinationConfig, limit = config.concurrency) {
     return {
-      limit: config.concurrency,
+      limit,
       owner: this.#owner,
       leaseMs: this.#o.leaseMs ?? leaseMsFor(config),
       concurrency: config.concurrency,
@@ -99,34 +164,67 @@ export class DeliveryWorker {
   }
 
   /**
-   * One destination's loop: claim, send, then record the round's attempts and claim the next round in one
-   * transaction (so a busy destination costs one transaction per round). Idle, it waits for `pollMs` or an
-   * intake commit in this process (`notify`). Once stopped it claims nothing more, but deliveries it already
-   * holds are sent and recorded.
+   * One destination's loop. Sends run side by side up to the destination's concurrency, and a finished send
+   * frees its slot at once: the attempts finished so far are recorded and the free slots claimed again in one
+   * transaction, so a send that hangs until its timeout holds up only its own note, never the others (no
+   * head-of-line blocking). Idle, the loop waits for `pollMs`, an intake commit in this process (`notify`) or a
+   * send finishing. Once stopped it claims nothing more, but deliveries it already holds are sent and recorded.
+   * The destination's {@link DestinationGate} may hold claims back: until a Retry-After has passed, and while the
+   * endpoint keeps failing (one probe at a time).
    *
    * Fair across workers: a claim under the destination's concurrency limit takes at most a fair share of it
    * (the ledger's claimDue): with n active owners (holding a live lease there or seen claiming there in the
    * last 5 s), `floor(concurrency / n)` while another one holds fewer than that, else `ceil(concurrency / n)`,
-   * minus the leases it holds. A worker alone keeps the whole limit and its one-transaction rounds; when
-   * another worker's claim found the slots full, the next recorded round re-claims only its share and the other
-   * worker takes the rest at its next poll. See docs/durability.md.
+   * minus the leases it holds. A worker alone keeps the whole limit; when another worker's claim found the slots
+   * full, the next recorded round re-claims only its share and the other worker takes the rest at its next
+   * poll. See docs/durability.md.
    */
   async #loop(config: DestinationConfig, sender: Sender): Promise<void> {
-    let next: ClaimedDelivery[] = [];
-    while (this.#running || next.length > 0) {
-      const claimed =
-        next.length > 0
-          ? next
-          : await this.#o.ledger.claimDue(config.id, this.#claimOptions(config)).catch(() => []);
-      next = [];
-      if (claimed.length === 0) {
-        if (this.#running) await this.#idle();
-        continue;
+    const gate = new DestinationGate(config.retry, this.#o.random);
+    const inflight = new Set<Promise<void>>();
+    let finished: Attempt[] = [];
+    let signal: (() => void) | undefined;
+    const launch = (d: ClaimedDelivery) => {
+      // Senders report every outcome as a result; should one throw anyway, its lease runs out and the delivery
+      // is settled as ambiguous (read back before any resend).
+      const p: Promise<void> = this.#send(config, sender, d)
+        .then(
+          (a) => {
+            finished.push(a);
+            gate.observe(a.result, Date.now());
+          },
+          () => undefined,
+        )
+        .finally(() => {
+          inflight.delete(p);
+          signal?.();
+        });
+      inflight.add(p);
+    };
+    while (this.#running || inflight.size > 0 || finished.length > 0) {
+      const slots = this.#running ? gate.slots(config.concurrency, inflight.size, Date.now()) : 0;
+      let claimed: ClaimedDelivery[] = [];
+      if (finished.length > 0) {
+        const batch = finished;
+        finished = [];
+        claimed = await this.#record(config, batch, slots > 0, slots).catch(() => []);
+      } else if (slots > 0) {
+        claimed = await this.#o.ledger.claimDue(config.id, this.#claimOptions(config, slots)).catch(() => []);
       }
-      // Senders report every outcome as a result; should one throw anyway, its leases run out and the
-      // deliveries are settled as ambiguous (read back before any resend).
-      const attempts = await Promise.all(claimed.map((d) => this.#send(config, sender, d))).catch(() => []);
-      next = await this.#record(config, attempts, this.#running).catch(() => []);
+      for (const d of claimed) launch(d);
+      if (finished.length > 0 || (!this.#running && inflight.size === 0)) continue;
+      // Wait for a send to finish, new work (notify), the gate to open, or the next poll.
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.#wakers.delete(done);
+          signal = undefined;
+          resolve();
+        };
+        signal = done;
+        const timer = setTimeout(done, gate.waitMs(Date.now()) ?? this.#o.pollMs ?? 250);
+        if (this.#running && inflight.size < config.concurrency) this.#wakers.add(done);
+      });
     }
   }
 
@@ -140,7 +238,10 @@ export class DeliveryWorker {
     const attempt = d.attempts + 1;
     let outcome: 'delivered' | 'rejected' | 'retry' | 'ambiguous' | 'failed' = r.outcome;
     let nextAttemptAt: Date | undefined;
-    if (r.outcome === 'retry') {
+    // A transient failure waits out a backoff (never less than a Retry-After); so does an ambiguous send, whose
+    // read-back or resend with the same key comes later, not at once. Both spend the retry budget: past it the
+    // delivery is failed, for an operator (an ambiguous one may have landed: the read-back of a replay settles it).
+    if (r.outcome === 'retry' || r.outcome === 'ambiguous') {
       if (attempt >= config.retry.maxAttempts) outcome = 'failed';
       else {
         const wait = Math.max(backoffDelayMs(attempt - 1, config.retry, this.#o.random), r.retryAfterMs ?? 0);
@@ -159,6 +260,7 @@ export class DeliveryWorker {
         ...(r.receipt ? { receipt: r.receipt } : {}),
         ...(r.sentPayloadSha256 ? { sentPayloadSha256: r.sentPayloadSha256 } : {}),
         ...(nextAttemptAt ? { nextAttemptAt } : {}),
+        ...(r.retryAfterMs !== undefined ? { retryAfterMs: r.retryAfterMs } : {}),
       },
     };
   }
@@ -172,6 +274,7 @@ export class DeliveryWorker {
     config: DestinationConfig,
     attempts: readonly Attempt[],
     claimNext = false,
+    claimLimit = config.concurrency,
   ): Promise<ClaimedDelivery[]> {
     if (attempts.length === 0) return [];
     const ledger = this.#o.ledger;
@@ -181,7 +284,11 @@ export class DeliveryWorker {
     let failure: unknown;
     try {
       if (claimNext) {
-        const r = await ledger.recordAttemptsAndClaim(items, config.id, this.#claimOptions(config));
+        const r = await ledger.recordAttemptsAndClaim(
+          items,
+          config.id,
+          this.#claimOptions(config, claimLimit),
+        );
         recorded = r.recorded.map((x) => x.ok);
         claimed = r.claimed;
       } else recorded = (await ledger.recordAttempts(items)).map((r) => r.ok);
@@ -219,18 +326,6 @@ export class DeliveryWorker {
   notify(): void {
     for (const wake of this.#wakers) wake();
     this.#wakers.clear();
-  }
-
-  #idle(): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.#wakers.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, this.#o.pollMs ?? 250);
-      this.#wakers.add(done);
-    });
   }
 
   start(): void {
