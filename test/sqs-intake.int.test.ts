@@ -131,6 +131,46 @@ describe('SQS intake (fauxqs)', () => {
     expect(refused).toEqual([{ code: 'POINTER_INVALID', bodySha256: sha256Hex(bodies.badPointer) }]);
   }, 60_000);
 
+  it('a pointer to an object not there yet is retried (R23): recorded once it appears, dead-lettered if it never does', async () => {
+    const dap = inlineEnvelope('dap-depression.json');
+    const pointer = (key: string) =>
+      JSON.stringify({ kind: 'signed-note-pointer', uri: `s3://claims/${key}`, sha256: sha256Hex(dap) });
+    const [late, never] = [pointer('late/dap.json'), pointer('never/dap.json')];
+    for (const body of [late, never])
+      await queue.sqs.send(new SendMessageCommand({ QueueUrl: queue.queueUrl, MessageBody: body }));
+    const recorded: string[] = [];
+    const refused: string[] = [];
+    const events: SqsLogEvent[] = [];
+    const consumer = new SqsConsumer(
+      { ...consumerOptions(), log: (e) => events.push(e), onRefused: async (r) => void refused.push(r.code) },
+      async (body) => {
+        recorded.push(new TextDecoder().decode(body));
+        return { outcome: 'accepted' };
+      },
+    );
+    // First receive: both missing, both kept (not dead-lettered, nothing refused yet).
+    await consumer.pollOnce();
+    expect(events.filter((e) => e.event === 'sqs.retry-later' && e.code === 'ARTIFACT_MISSING')).toHaveLength(
+      2,
+    );
+    expect(await queue.drainDlq()).toEqual([]);
+    expect(refused).toEqual([]);
+    // The late upload lands; the next receives record it and, on the third receive, dead-letter the other.
+    await queue.s3.send(new PutObjectCommand({ Bucket: 'claims', Key: 'late/dap.json', Body: dap }));
+    let rounds = 0;
+    const dlq: Awaited<ReturnType<typeof queue.drainDlq>> = [];
+    while ((recorded.length < 1 || dlq.length < 1) && rounds++ < 15) {
+      await consumer.pollOnce();
+      dlq.push(...(await queue.drainDlq()));
+    }
+    await consumer.stop();
+    expect(recorded).toEqual([dap]);
+    expect(dlq.map((m) => [m.Body, m.MessageAttributes?.[REASON_ATTRIBUTE]?.StringValue])).toEqual([
+      [never, 'ARTIFACT_MISSING'],
+    ]);
+    expect(refused).toEqual(['ARTIFACT_MISSING']);
+  }, 60_000);
+
   it('does not dead-letter a refused message whose refusal cannot be recorded: it comes back later', async () => {
     const body = JSON.stringify({
       kind: 'signed-note-pointer',

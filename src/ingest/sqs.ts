@@ -59,6 +59,11 @@ export interface SqsConsumerOptions {
   /** Seconds a transiently failed message stays invisible, by receive count (default 5 s doubling, ≤ 12 h). */
   readonly retryDelaySeconds?: (receiveCount: number) => number;
   /**
+   * Receives a message whose S3 object is missing gets before it is dead-lettered (default 3): the producer may
+   * have sent the pointer before its upload finished (reliability-scenarios R23: "missing → retry, then DLQ").
+   */
+  readonly missingObjectReceives?: number;
+  /**
    * How long one message may be in progress before it is no longer kept invisible (default 600 s): a stuck
    * handling then lets the message come back instead of extending it for ever (reliability-scenarios R28).
    */
@@ -90,6 +95,9 @@ export type Handler = (
 ) => Promise<HandleResult>;
 
 export const REASON_ATTRIBUTE = 'scribe-bridge-reason';
+
+/** Receives of a message whose S3 object is missing, the last one dead-letters it (R23). */
+const DEFAULT_MISSING_RECEIVES = 3;
 
 /** Ten minutes: verifying and recording even a 60-minute encounter's note takes well under a second. */
 const DEFAULT_HANDLER_DEADLINE_SECONDS = 600;
@@ -328,6 +336,15 @@ export class SqsConsumer {
       clearTimeout(deadline);
       work.catch(() => undefined);
       let err = toScribeError(e);
+      // An object not there (yet): retried a few receives, then dead-lettered like any refusal.
+      if (
+        err.code === 'ARTIFACT_MISSING' &&
+        receiveCount < (this.#o.missingObjectReceives ?? DEFAULT_MISSING_RECEIVES)
+      )
+        err = new ScribeError('ARTIFACT_MISSING', err.detail, {
+          disposition: 'retry',
+          ...(err.where ? { where: err.where } : {}),
+        });
       if (!handled && err.disposition !== 'retry' && this.#o.onRefused) {
         try {
           await this.#o.onRefused({ code: err.code, bodySha256: sha256Hex(m.Body ?? '') });
