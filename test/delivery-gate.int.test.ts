@@ -40,8 +40,8 @@ interface Stack {
   readonly log: Array<Record<string, unknown>>;
   /** Takes in notes `ids` (small, inline artifacts). */
   ingest(...ids: string[]): Promise<void>;
-  /** Starts a worker (random pinned to `random`). */
-  work(random?: () => number): DeliveryWorker;
+  /** Starts a worker (random pinned to `random`; a short lease when given). */
+  work(random?: () => number, leaseMs?: number): DeliveryWorker;
   state(noteId: string, destination?: string): Promise<string | undefined>;
   attempts(destination: string): Promise<Array<{ note: string; at: number; outcome: string }>>;
 }
@@ -76,12 +76,13 @@ ${destinations}`,
           (await s.intake.ingest(new TextEncoder().encode(await smallNote(key, id)), 'sqs')).outcome,
         ).toBe('accepted');
     },
-    work(random) {
+    work(random, leaseMs) {
       const w = new DeliveryWorker({
         ledger: s.ledger,
         config: s.config,
         pollMs: 20,
         ...(random ? { random } : {}),
+        ...(leaseMs ? { leaseMs } : {}),
         senderLog: (e) => log.push(e),
       });
       w.start();
@@ -283,6 +284,34 @@ describe('sparing a destination, and not being held up by one send', () => {
     expect(Date.now() - t0).toBeLessThan(5_000);
     expect(await s.state('slow-1')).toBe('sending');
     expect(await settled(s, 'slow-1')).toBe('delivered');
+  }, 60_000);
+
+  it('a send longer than its lease keeps the lease (renewed), so nobody settles it as ambiguous meanwhile', async () => {
+    const ehr = await fhirServer();
+    const s = await stack(`  - id: ehr-fhir
+    type: fhir
+    baseUrl: ${ehr.baseUrl}
+    mapping: us-core-docref
+    auth: { type: none }
+`);
+    ehr.fault({ kind: 'delay', ms: 3_000, match: { method: 'POST' } });
+    await s.ingest('long-1');
+    s.work(undefined, 600);
+    // Housekeeping as the service runs it, often: a lease not renewed would run out 5 times over.
+    let expired = 0;
+    const housekeeping = setInterval(() => {
+      s.ledger.releaseExpiredLeases().then(
+        (l) => (expired += l.length),
+        () => undefined,
+      );
+    }, 100);
+    cleanups.push(() => clearInterval(housekeeping));
+    expect(await settled(s, 'long-1')).toBe('delivered');
+    expect(expired).toBe(0);
+    expect((await s.attempts('ehr-fhir')).map((a) => a.outcome)).toEqual(['delivered']);
+    // A lease already lost is not taken back.
+    const [row] = await s.ledger.db.query<{ id: number }>('select id from deliveries');
+    expect(await s.ledger.extendLeases([row!.id], 'someone', 60_000)).toEqual([]);
   }, 60_000);
 
   it('a Retry-After holds back every send to that endpoint until it has passed', async () => {

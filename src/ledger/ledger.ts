@@ -203,6 +203,28 @@ export class Ledger {
   }
 
   /** Deliveries whose lease ran out while sending become `ambiguous` (the reconciler decides), audited. */
+  /**
+   * Extends the leases `owner` still holds on these deliveries (sends in flight) to `now + leaseMs`: a live worker
+   * keeps its claims however long a send takes, while a crashed one's run out within one short lease. Resolves with
+   * the ids extended (a lease already lost is not taken back).
+   */
+  async extendLeases(
+    ids: readonly number[],
+    owner: string,
+    leaseMs: number,
+    now: Date = this.#clock(),
+  ): Promise<number[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db.query<{ id: number }>(
+      `update deliveries set lease_until = $3
+       where lease_owner = $2 and state = 'sending' and lease_until > $4
+         and id in (select (jsonb_array_elements_text($1::jsonb))::bigint)
+       returning id`,
+      [ids, owner, new Date(now.getTime() + leaseMs), now],
+    );
+    return rows.map((r) => r.id);
+  }
+
   async releaseExpiredLeases(now: Date = this.#clock()): Promise<ExpiredLease[]> {
     return this.#withAudit(now, async (tx) => {
       const { expired, audit } = await releaseExpiredLeases(tx, this.#actor, now);

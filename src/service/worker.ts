@@ -42,17 +42,26 @@ export interface WorkerOptions {
   }) => void;
 }
 
+/** The longest lease, ms: a crashed worker's deliveries are settled within about this (R1: visibility + 60 s). */
+export const MAX_LEASE_MS = 30_000;
+
 /**
- * How long a claim is ours: longer than the slowest send the destination's own timeouts allow, so a lease never
- * runs out while a send is still in flight (another worker would then read back and resend concurrently), and
- * no longer than that, so a crashed worker's deliveries are settled promptly. FHIR: token, reference lookups,
- * read-back and the write, each bounded by `timeoutMs`; MLLP: one connection, sends queued behind each other.
+ * How long a claim is ours before it must be renewed. The worker renews the leases of its sends in flight every
+ * third of this (`extendLeases`), so a lease never runs out under a live send however long it takes (another
+ * worker would then read back and resend concurrently), and a crashed worker's deliveries are settled within one
+ * lease. At most {@link MAX_LEASE_MS}; shorter where the destination's own timeouts bound a send more tightly
+ * (FHIR: token, reference lookups, read-back and the write, each bounded by `timeoutMs`; MLLP: one connection,
+ * sends queued behind each other).
  */
 export function leaseMsFor(d: DestinationConfig): number {
   const margin = 5_000;
-  if (d.type === 'fhir') return 4 * d.timeoutMs + margin;
-  if (d.type === 'mllp') return d.concurrency * (DEFAULT_CONNECT_TIMEOUT_MS + d.ackTimeoutMs) + margin;
-  return 60_000;
+  const bound =
+    d.type === 'fhir'
+      ? 4 * d.timeoutMs + margin
+      : d.type === 'mllp'
+        ? d.concurrency * (DEFAULT_CONNECT_TIMEOUT_MS + d.ackTimeoutMs) + margin
+        : MAX_LEASE_MS;
+  return Math.min(MAX_LEASE_MS, bound);
 }
 
 /** A finished send, before it is recorded. */
@@ -182,9 +191,21 @@ export class DeliveryWorker {
   async #loop(config: DestinationConfig, sender: Sender): Promise<void> {
     const gate = new DestinationGate(config.retry, this.#o.random);
     const inflight = new Set<Promise<void>>();
+    // The leases of sends in flight are renewed while they last (see leaseMsFor).
+    const leased = new Set<number>();
+    const leaseMs = this.#o.leaseMs ?? leaseMsFor(config);
+    const renewal = setInterval(
+      () => {
+        if (leased.size > 0)
+          this.#o.ledger.extendLeases([...leased], this.#owner, leaseMs).catch(() => undefined);
+      },
+      Math.max(100, Math.floor(leaseMs / 3)),
+    );
+    renewal.unref();
     let finished: Attempt[] = [];
     let signal: (() => void) | undefined;
     const launch = (d: ClaimedDelivery) => {
+      leased.add(d.id);
       // Senders report every outcome as a result; should one throw anyway, its lease runs out and the delivery
       // is settled as ambiguous (read back before any resend).
       const p: Promise<void> = this.#send(config, sender, d)
@@ -193,7 +214,8 @@ export class DeliveryWorker {
             finished.push(a);
             gate.observe(a.result, Date.now());
           },
-          () => undefined,
+          // Left to its lease: no longer renewed, it runs out and the delivery is settled as ambiguous.
+          () => void leased.delete(d.id),
         )
         .finally(() => {
           inflight.delete(p);
@@ -208,6 +230,8 @@ export class DeliveryWorker {
         const batch = finished;
         finished = [];
         claimed = await this.#record(config, batch, slots > 0, slots).catch(() => []);
+        // Recorded (or left to their leases when the ledger failed): no longer renewed.
+        for (const a of batch) leased.delete(a.delivery.id);
       } else if (slots > 0) {
         claimed = await this.#o.ledger.claimDue(config.id, this.#claimOptions(config, slots)).catch(() => []);
       }
@@ -226,6 +250,7 @@ export class DeliveryWorker {
         if (this.#running && inflight.size < config.concurrency) this.#wakers.add(done);
       });
     }
+    clearInterval(renewal);
   }
 
   /** Sends one claimed delivery and decides what to record (retry schedule, retry budget). */
