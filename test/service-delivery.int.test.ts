@@ -3,7 +3,7 @@
  * receiver and a file drop. Promises checked: each (revision, destination) is delivered exactly once, in revision
  * order per note (T02, T10, T03 at the MLLP receiver; the r2 DocumentReference entered-in-error after the
  * retraction); a 503 then recovery is retried with backoff and nothing is lost; a 422 is rejected after one
- * attempt with its issue code recorded; an answer lost after the EHR stored the write is settled by read-back,
+ * attempt with its issue code and expression recorded; an answer lost after the EHR stored the write is settled by read-back,
  * not a second create; re-sending every envelope changes nothing; a note with blank sentences is delivered to all.
  */
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
@@ -142,7 +142,14 @@ describe('delivery workers', () => {
   }, 120_000);
 
   it('rejects a 422 after one attempt with its issue code, and settles a lost answer by read-back', async () => {
-    fhir.fault({ kind: 'status', status: 422, issueCode: 'business-rule', match: { method: 'POST' } });
+    fhir.fault({
+      kind: 'status',
+      status: 422,
+      issueCode: 'business-rule',
+      // A plain element path is kept (R15); one quoting a value is not (it may carry PHI).
+      expression: ['DocumentReference.subject', "Patient.name.where(family = 'Canary')"],
+      match: { method: 'POST' },
+    });
     expect(
       (
         await intake.ingest(
@@ -163,6 +170,9 @@ describe('delivery workers', () => {
       [birpId],
     );
     expect(rows).toEqual([{ outcome: 'rejected', error_code: 'business-rule' }]);
+    expect(fhirDelivery.receipt).toEqual({
+      issues: [{ code: 'business-rule', expression: ['DocumentReference.subject'] }],
+    });
 
     // The EHR stores the write but the answer is lost: ambiguous, then read back (found) → delivered, one resource.
     fhir.fault({ kind: 'drop', after: 'process', match: { method: 'POST' } });

@@ -13,6 +13,14 @@ export interface Classification {
   readonly outcome: FhirOutcome | 'auth';
   readonly retryAfterMs?: number;
   readonly issueCodes: readonly string[];
+  /** Each issue's code with its FHIRPath `expression`s (R15), where they are plain element paths. */
+  readonly issues?: readonly IssueWhere[];
+}
+
+/** An OperationOutcome issue as the ledger keeps it: its code and where — never its text (it may quote PHI). */
+export interface IssueWhere {
+  readonly code: string;
+  readonly expression: readonly string[];
 }
 
 /** Issue codes that say "it may already be there": settle by read-back. */
@@ -41,6 +49,7 @@ export function classifyAnswer(
   nowMs: number,
 ): Classification {
   const issueCodes = issueCodesOf(body);
+  const where = issuesWhere(body);
   const retryAfter = parseRetryAfter(header(headers, 'retry-after'), nowMs);
   const retry = (): Classification => ({
     outcome: 'retry',
@@ -57,7 +66,31 @@ export function classifyAnswer(
   if (status >= 400 && status < 500 && issueCodes.length > 0 && issueCodes.every((c) => RETRY_CODES.has(c)))
     return retry();
   // Everything else, redirects included: following a redirect with PHI to another place is not ours to decide.
-  return { outcome: 'rejected', issueCodes };
+  return { outcome: 'rejected', issueCodes, ...(where.length > 0 ? { issues: where } : {}) };
+}
+
+/** A FHIRPath expression that is a plain element path (`Bundle.entry[2].resource.subject`): nothing quoted in it. */
+const PLAIN_PATH = /^[A-Za-z][A-Za-z0-9_]*(\[\d+\])?(\.[A-Za-z][A-Za-z0-9_]*(\[\d+\])?)*$/;
+
+/**
+ * The error and fatal issues (all when none has a severity) of an OperationOutcome with their codes and those of
+ * their `expression`s (or, in older servers, `location`s) that are plain element paths; [] for any other body.
+ */
+export function issuesWhere(body: unknown): IssueWhere[] {
+  if (!isObject(body) || body['resourceType'] !== 'OperationOutcome' || !Array.isArray(body['issue']))
+    return [];
+  const issues = body['issue'].filter(isObject);
+  const severe = issues.filter((i) => i['severity'] === 'error' || i['severity'] === 'fatal');
+  return (severe.length > 0 ? severe : issues)
+    .filter((i) => typeof i['code'] === 'string')
+    .slice(0, 20)
+    .map((i) => {
+      const paths = [i['expression'], i['location']].find((x) => Array.isArray(x) && x.length > 0);
+      const expression = ((paths as unknown[] | undefined) ?? [])
+        .filter((e): e is string => typeof e === 'string' && e.length <= 200 && PLAIN_PATH.test(e))
+        .slice(0, 5);
+      return { code: i['code'] as string, expression };
+    });
 }
 
 /**

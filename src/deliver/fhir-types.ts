@@ -136,6 +136,8 @@ export interface FhirResult {
   readonly retryAfterMs?: number;
   /** OperationOutcome issue codes of the answer, in order, without repeats. */
   readonly issueCodes?: readonly string[];
+  /** A refusal's issues with where they point (code and plain FHIRPath expressions only: R15). */
+  readonly issues?: readonly { readonly code: string; readonly expression: readonly string[] }[];
   readonly receipt?: FhirReceipt;
   /** Whether the request body was fully handed to the network (false: it cannot have been stored). */
   readonly written: boolean;

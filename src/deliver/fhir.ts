@@ -405,6 +405,7 @@ function verdictOf(a: Authed): Verdict {
         written: true,
         ...(cls.retryAfterMs === undefined ? {} : { retryAfterMs: cls.retryAfterMs }),
         ...codes,
+        ...(cls.issues ? { issues: cls.issues } : {}),
         ...(outcome === 'delivered' ? { receipt: receiptOf(ex.status, ex.headers, json) } : {}),
         ...(outcome === 'delivered'
           ? {}

@@ -77,6 +77,8 @@ export type Fault = { readonly times?: number; readonly match?: FaultMatch } & (
       readonly retryAfter?: string;
       /** The OperationOutcome issue code of the body (default by status). */
       readonly issueCode?: string;
+      /** The issue's FHIRPath expressions, as an EHR points at what it refused. */
+      readonly expression?: readonly string[];
     }
   /** Close the connection without an answer: before processing (nothing stored) or after (stored; FHIR requests only). */
   | { readonly kind: 'drop'; readonly after: 'read' | 'process' }
@@ -265,7 +267,7 @@ export async function startFhirServer(options: FhirTestServerOptions = {}): Prom
     res
       .status(fault.status)
       .type('application/fhir+json')
-      .json(outcome(code, `scripted ${fault.status}`));
+      .json(outcome(code, `scripted ${fault.status}`, fault.expression));
     return true;
   }
 
@@ -567,10 +569,17 @@ function defaultIssueCode(status: number): string {
   return 'business-rule';
 }
 
-function outcome(code: string, text: string): OperationOutcome {
+function outcome(code: string, text: string, expression?: readonly string[]): OperationOutcome {
   return {
     resourceType: 'OperationOutcome',
-    issue: [{ severity: 'error', code: code as 'invalid', details: { text } }],
+    issue: [
+      {
+        severity: 'error',
+        code: code as 'invalid',
+        details: { text },
+        ...(expression ? { expression: [...expression] } : {}),
+      },
+    ],
   };
 }
 

@@ -133,9 +133,13 @@ class FhirSender implements Sender {
   }
 
   #result(r: Awaited<ReturnType<FhirDestination['send']>>, recorded: string): SendResult {
+    // A refusal keeps what the EHR said was wrong and where (issue codes and FHIRPath expressions, R15) as its
+    // receipt: the operator sees which element to fix, without the issue text (which may quote PHI).
     const receipt = r.receipt
       ? (JSON.parse(JSON.stringify(r.receipt)) as { [k: string]: JsonValue })
-      : undefined;
+      : r.issues && r.outcome === 'rejected'
+        ? { issues: r.issues.map((i) => ({ code: i.code, expression: [...i.expression] })) }
+        : undefined;
     return {
       outcome: r.outcome,
       ...(r.httpStatus !== undefined ? { httpStatus: r.httpStatus } : {}),
