@@ -28,11 +28,20 @@ const NEVER_NAMES = new Set(['metadata.google.internal', 'metadata.goog', 'insta
 
 /** The host part of a URL or a bare host, lower-cased, IPv6 without brackets; undefined if unparseable. */
 function hostOf(endpoint: string, bare: boolean): string | undefined {
-  if (bare)
-    return endpoint
+  if (bare) {
+    const host = endpoint
       .trim()
       .toLowerCase()
       .replace(/^\[(.*)\]$/, '$1');
+    if (isIP(host) === 6) return host;
+    // As the resolver reads it: a URL host parser turns 2852039166, 0xa9fea9fe, 0251.0376.0251.0376 and
+    // "169.254.169.254." into the address they name, so none slips past the checks below as a "name".
+    try {
+      return new URL(`http://${host}`).hostname.replace(/^(\d+\.\d+\.\d+\.\d+)\.$/, '$1');
+    } catch {
+      return host;
+    }
+  }
   try {
     return new URL(endpoint).hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1');
   } catch {

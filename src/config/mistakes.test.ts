@@ -351,6 +351,17 @@ describe('config mistakes, each located', () => {
     ]);
   });
 
+  it('an MLLP host written as a number, in hex or octal, or with a trailing dot is read as the address it names', async () => {
+    const never =
+      'is a link-local address, where cloud instance metadata (and its credentials) is served: scribe-bridge never connects there';
+    for (const host of ['"2852039166"', '"0xa9fea9fe"', '"0251.0376.0251.0376"', '169.254.169.254.']) {
+      const text = spec('    host: 127.0.0.1\n', `    host: ${host}\n`);
+      expect(await problems(text)).toEqual([
+        `${at(text, `host: ${host}`)} (destinations[1].host): 169.254.169.254 ${never}`,
+      ]);
+    }
+  });
+
   it('egress.allowHosts: every endpoint the file names must match it, and each entry must be a pattern', async () => {
     const allow = (hosts: string) => `${SPEC_EXAMPLE}egress:\n  allowHosts: [${hosts}]\n`;
     // The spec example names 127.0.0.1 only (queue, DLQ, S3 endpoint, EHR, MLLP receiver).
