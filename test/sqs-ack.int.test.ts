@@ -116,3 +116,29 @@ describe('after the commit, and past the deadline (fauxqs)', () => {
     expect(await queue.drainDlq()).toEqual([]);
   }, 30_000);
 });
+
+describe('receive failures (R30)', () => {
+  it('backs off 1 s doubling while SQS is unreachable, and 10 s at once when the credentials are refused', async () => {
+    const failing = (name: string) => {
+      const e = new Error('scripted');
+      e.name = name;
+      return { send: async () => Promise.reject(e), destroy: () => undefined };
+    };
+    const count = async (name: string) => {
+      const events: SqsLogEvent[] = [];
+      const consumer = new SqsConsumer(
+        options({ visibilityTimeoutSeconds: 30, client: failing(name) as never, log: (e) => events.push(e) }),
+        async () => ({ outcome: 'accepted' }),
+      );
+      consumer.start();
+      await new Promise((r) => setTimeout(r, 3_500));
+      expect(consumer.receiving()).toBe(false);
+      await consumer.stop();
+      return events.filter((e) => e.event === 'sqs.receive-failed').length;
+    };
+    // Unreachable: at 0, 1 s and 3 s (not every 100 ms).
+    const [unreachable, refused] = await Promise.all([count('TimeoutError'), count('InvalidClientTokenId')]);
+    expect(unreachable).toBe(3);
+    expect(refused).toBe(1);
+  }, 30_000);
+});

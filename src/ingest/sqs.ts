@@ -96,6 +96,21 @@ export type Handler = (
 
 export const REASON_ATTRIBUTE = 'scribe-bridge-reason';
 
+/** The first and the longest wait after a failed receive, ms. */
+const RECEIVE_BACKOFF_MS = [1_000, 10_000] as const;
+/** Error names that mean the credentials were refused or are missing: no point retrying soon. */
+const AUTH_ERRORS: ReadonlySet<string> = new Set([
+  'CredentialsProviderError',
+  'InvalidClientTokenId',
+  'UnrecognizedClientException',
+  'SignatureDoesNotMatch',
+  'ExpiredToken',
+  'ExpiredTokenException',
+  'AccessDenied',
+  'AccessDeniedException',
+  'InvalidSecurity',
+]);
+
 /** Receives of a message whose S3 object is missing, the last one dead-letters it (R23). */
 const DEFAULT_MISSING_RECEIVES = 3;
 
@@ -279,17 +294,24 @@ export class SqsConsumer {
     return !this.#receiveFailing;
   }
 
+  /**
+   * Receives until stopped. A failed receive backs off: 1 s doubling to 10 s while SQS is unreachable, and 10 s at
+   * once when the credentials are refused (R30, as bbc/sqs-consumer's authenticationErrorTimeout): retrying
+   * those sooner only fills the log and the account's error metrics.
+   */
   async #run(): Promise<void> {
-    let backoffMs = 100;
+    let backoffMs: number = RECEIVE_BACKOFF_MS[0];
     while (this.#running) {
       try {
         await this.pollOnce();
-        backoffMs = 100;
+        backoffMs = RECEIVE_BACKOFF_MS[0];
       } catch (e) {
         if (!this.#running) break;
-        this.#o.log?.({ event: 'sqs.receive-failed', code: (e as Error).name });
-        await new Promise((r) => setTimeout(r, backoffMs));
-        backoffMs = Math.min(backoffMs * 2, 10_000);
+        const code = (e as Error).name;
+        this.#o.log?.({ event: 'sqs.receive-failed', code });
+        const wait = AUTH_ERRORS.has(code) ? RECEIVE_BACKOFF_MS[1] : backoffMs;
+        await new Promise((r) => setTimeout(r, wait));
+        backoffMs = Math.min(backoffMs * 2, RECEIVE_BACKOFF_MS[1]);
       }
     }
   }
