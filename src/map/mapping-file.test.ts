@@ -154,3 +154,57 @@ describe('mapping files: located errors', () => {
     expect(() => render(m, { note: r.note, prior: r.prior! })).toThrow(/has no output for a retraction/);
   });
 });
+
+describe('typos in what a template reads are refused at load', () => {
+  it('a member a root variable does not have (%note.signedat), located', () => {
+    const e = loadError(
+      `${HEAD}output:\n  new:\n    resourceType: Basic\n    created: "{{ %note.signedat }}"\n`,
+    );
+    expect(e.code).toBe('MAPPING_INVALID');
+    expect(e.detail).toMatch(/reads %note\.signedat, which %note does not have \(it has: .*signedAt/);
+    expect(e.where).toMatch(/:8:5 \(output\.new\.created\)$/);
+    // Functions on a root and members of members are not members of the root.
+    const file = write(
+      'ok-members.yaml',
+      `${HEAD}output:\n  new:\n    resourceType: Basic\n    created: "{{ iif(%prior.exists(), %note.signedAt, %note.signedAt) }}"\n`,
+    );
+    expect(() => loadMappingFile(file)).not.toThrow();
+  });
+
+  it('%settings.x the settings do not define, and a setting nothing reads', () => {
+    const read = loadError(
+      `${HEAD}settings:\n  evidenceIndx: true\noutput:\n  new:\n    resourceType: Basic\n    id: "{{ iif(%settings.evidenceIndex, 'a', 'b') }}"\n`,
+    );
+    expect(read.detail).toMatch(
+      /reads %settings\.evidenceIndex, which the mapping's settings do not define \(they define: evidenceIndx\)/,
+    );
+    const unread = loadError(
+      `${HEAD}settings:\n  evidenceIndex: true\n  evidenceIndx: false\noutput:\n  new:\n    resourceType: Basic\n    id: "{{ iif(%settings.evidenceIndex, 'a', 'b') }}"\n`,
+    );
+    expect(unread.detail).toMatch(/^settings\.evidenceIndx is read by nothing/);
+    expect(unread.where).toMatch(/:7:3 \(settings\.evidenceIndx\)$/);
+  });
+
+  it('ROOT_MEMBERS is what buildVars makes, over every probe note', async () => {
+    const { buildVars } = await import('./model.ts');
+    const { hl7Vars } = await import('./hl7-vars.ts');
+    const { ROOT_MEMBERS } = await import('./template.ts');
+    const seen: Record<string, Set<string>> = {};
+    for (const p of await probeNotes()) {
+      const retraction = p.note.envelope.status === 'entered-in-error';
+      const subject = retraction && p.prior ? p.prior : p.note;
+      const vars = buildVars(
+        subject,
+        { id: 'm', version: '1', digest: 'd' },
+        {},
+        retraction ? p.note : undefined,
+      );
+      vars['hl7'] = hl7Vars(vars);
+      for (const [k, v] of Object.entries(vars))
+        if (v && typeof v === 'object' && !Array.isArray(v))
+          for (const m of Object.keys(v)) (seen[k] ??= new Set()).add(m);
+    }
+    for (const [root, members] of Object.entries(ROOT_MEMBERS))
+      expect([...(seen[root] ?? [])].sort(), root).toEqual([...members].sort());
+  });
+});

@@ -309,7 +309,14 @@ export function compileMapping(bytes: Uint8Array, file: string, readImport: Read
   addTables(m.tables, file);
   addPartials(m.partials, parsed.locate);
 
-  const src: TemplateSource = { tables, partials, locate: parsed.locate };
+  const settingsRead = new Set<string>();
+  const src: TemplateSource = {
+    tables,
+    partials,
+    locate: parsed.locate,
+    settings: Object.keys(m.settings ?? {}),
+    settingsRead,
+  };
   const compileAt =
     (locate: Locate) =>
     (node: unknown, path: (string | number)[], extra: readonly string[] = []) =>
@@ -391,8 +398,31 @@ export function compileMapping(bytes: Uint8Array, file: string, readImport: Read
     defaultRenderings,
     output,
     request,
-    settings: m.settings ?? {},
+    settings: checkSettingsRead(m.settings ?? {}, settingsRead, parsed.locate),
     retractionSubject: m.retractionSubject,
     references: new Set([...text.matchAll(/%([A-Za-z_]+(?:\.[A-Za-z_]+)*)/g)].map((x) => x[1]!)),
   };
+}
+
+/** Settings the engine itself reads (the HL7 serializer), whether or not a template does. */
+const ENGINE_SETTINGS: ReadonlySet<string> = new Set(['delimiters']);
+
+/**
+ * A setting nothing reads is a typo waiting to change the output silently (`evidenceIndx: false` leaves the
+ * evidence index on): refused, at the key.
+ */
+function checkSettingsRead(
+  settings: Readonly<Record<string, unknown>>,
+  read: ReadonlySet<string>,
+  locate: Locate,
+): Readonly<Record<string, unknown>> {
+  for (const key of Object.keys(settings)) {
+    if (read.has(key) || ENGINE_SETTINGS.has(key)) continue;
+    throw new ScribeError(
+      'MAPPING_INVALID',
+      `settings.${key} is read by nothing: no template uses %settings.${key} (a typo of ${[...read, ...ENGINE_SETTINGS].join(', ') || 'nothing'}?)`,
+      { where: `${locate(['settings', key])} (settings.${key})` },
+    );
+  }
+  return settings;
 }

@@ -48,7 +48,49 @@ export interface TemplateSource {
    * needs some non-whitespace content). Otherwise only the empty string is left out (HL7 fields, text renderings).
    */
   readonly omitBlank?: boolean;
+  /** The mapping's `settings` keys: `%settings.x` must name one. Each one read is added to `settingsRead`. */
+  readonly settings?: readonly string[];
+  readonly settingsRead?: Set<string>;
 }
+
+/**
+ * The members each root variable with a fixed shape has (model.ts; `src/map/template.test.ts` keeps this in step
+ * with what buildVars makes): `%note.signedat` is a typo refused at compile time, not an empty value at render.
+ * Roots not listed (`ids`, `options`, `renderings`, `settings` — checked against the mapping's own) are open.
+ */
+export const ROOT_MEMBERS: Readonly<Record<string, readonly string[]>> = {
+  note: [
+    'hasAiContent',
+    'noteId',
+    'removed',
+    'replaces',
+    'revision',
+    'sections',
+    'sentences',
+    'signedAt',
+    'status',
+    'template',
+    'tenant',
+  ],
+  patient: ['birthDate', 'gender', 'identifier', 'name'],
+  encounter: ['class', 'identifier', 'period'],
+  author: ['identifier', 'name'],
+  organization: ['identifier', 'name'],
+  healthscribe: ['clinicalDocument', 'conversationId', 'jobName', 'mode', 'sessionId', 'transcript'],
+  signature: ['alg', 'kid', 'signedAt', 'verified'],
+  mapping: ['digest', 'id', 'version'],
+  hl7: [
+    'birthDate',
+    'controlId',
+    'documentNumber',
+    'encounterEnd',
+    'encounterStart',
+    'parentDocumentNumber',
+    'signedAt',
+  ],
+  prior: ['documentIdentifier', 'identifier', 'revision'],
+  retraction: ['ids', 'replaces', 'revision', 'signedAt'],
+};
 
 const NON_BLANK = /\S/;
 
@@ -119,6 +161,20 @@ function compileExpression(
         src,
         path,
         `{{ ${source} }} uses %${name}, which is not defined here (defined: ${[...scope.vars].map((v) => `%${v}`).join(', ')})`,
+      );
+    }
+  }
+  for (const [, root, member] of source.matchAll(/%([A-Za-z_]\w*)\.([A-Za-z_]\w*)\b(?!\s*\()/g)) {
+    const known = root === 'settings' ? src.settings : ROOT_MEMBERS[root!];
+    if (root === 'settings') src.settingsRead?.add(member!);
+    if (known && !known.includes(member!)) {
+      const has = known.length > 0 ? known.join(', ') : 'nothing';
+      fail(
+        src,
+        path,
+        root === 'settings'
+          ? `{{ ${source} }} reads %settings.${member}, which the mapping's settings do not define (they define: ${has})`
+          : `{{ ${source} }} reads %${root}.${member}, which %${root} does not have (it has: ${has}; names are case-sensitive)`,
       );
     }
   }
