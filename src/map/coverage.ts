@@ -2,7 +2,8 @@
  * What a rendering did not carry from its input: the integration engineer's "which input did my mapping
  * ignore?". Measured on the delivered bytes, so it reports what the EHR actually receives:
  * - sentences: signed sentences whose text appears nowhere in the payload (in any encoding the format uses);
- * - evidence links: (sentence, segment) links, counted as carried when the segment id appears in the payload;
+ * - evidence links: (sentence, segment) links, counted as carried when the segment id appears in the payload
+ *   as a whole token, outside base64 attachment data;
  * - draft sentences the clinician removed, clinical insights and uncited transcript segments, which no shipped
  *   mapping carries (they stay in the ledger and the trace).
  */
@@ -35,8 +36,24 @@ function appears(views: readonly string[], text: string): boolean {
   return views.some((v) => forms.some((f) => v.includes(f)));
 }
 
+/**
+ * Whether an id (a SegmentId, an InsightId) is carried: found as a whole token — not inside a longer word, a
+ * hash or a version (a segment id `b3` is in most sha256 digests) — outside base64 attachment data.
+ */
+export function carriesId(text: string, id: string): boolean {
+  if (id === '') return false;
+  const word = /[A-Za-z0-9_-]/;
+  for (let i = text.indexOf(id); i >= 0; i = text.indexOf(id, i + 1)) {
+    const before = i > 0 ? text[i - 1]! : '';
+    const after = text[i + id.length] ?? '';
+    if (!word.test(before) && !word.test(after)) return true;
+  }
+  return false;
+}
+
 export function coverage(note: VerifiedNote, r: Rendering, decode?: (body: string) => string[]): Coverage {
   const views = [...payloadViews(r), ...(decode ? decode(r.body) : [])];
+  const idText = r.body.replace(/"data":"[A-Za-z0-9+/=]*"/g, '""');
   const missing = note.sentences.filter((s) => !appears(views, s.text)).map((s) => s.id);
   let links = 0;
   let carriedLinks = 0;
@@ -45,10 +62,10 @@ export function coverage(note: VerifiedNote, r: Rendering, decode?: (body: strin
     for (const id of s.evidence) {
       links++;
       cited.add(id);
-      if (r.body.includes(id)) carriedLinks++;
+      if (carriesId(idText, id)) carriedLinks++;
     }
   }
-  const carriedSegments = [...cited].filter((id) => r.body.includes(id)).length;
+  const carriedSegments = [...cited].filter((id) => carriesId(idText, id)).length;
   const insights = note.transcript.file.Conversation.ClinicalInsights;
   const removed = note.removedDraftSentences;
   return {
@@ -61,7 +78,7 @@ export function coverage(note: VerifiedNote, r: Rendering, decode?: (body: strin
     },
     clinicalInsights: {
       total: insights.length,
-      carried: insights.filter((i) => r.body.includes(i.InsightId)).length,
+      carried: insights.filter((i) => carriesId(idText, i.InsightId)).length,
     },
   };
 }
