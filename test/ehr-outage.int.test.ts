@@ -104,8 +104,10 @@ describe('EHR outage', () => {
     gaps.forEach((g, k) => {
       expect(g).toBeGreaterThanOrEqual(backoffCeilingMs(k, RETRY));
     });
-    // Exponential: every gap longer than the one before (100, 200, 400, 800, 1600 ms at least).
-    for (let k = 1; k < gaps.length; k++) expect(gaps[k]!).toBeGreaterThan(gaps[k - 1]!);
+    // Exponential: 100, 200 ms, then — the endpoint having failed 3 times in a row — no sooner than the
+    // destination's 1 s probe interval, and the delivery's own backoff (800, 1600 ms) beyond it.
+    expect(gaps[1]!).toBeGreaterThan(gaps[0]!);
+    for (let k = 2; k < gaps.length; k++) expect(gaps[k]!).toBeGreaterThanOrEqual(950);
     expect(gaps.at(-1)!).toBeGreaterThanOrEqual(1_600);
     // Exactly one DocumentReference; nothing failed, nothing dead-lettered.
     expect(

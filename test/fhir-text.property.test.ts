@@ -132,7 +132,7 @@ describe('sentence text in the FHIR mappings (independent XML parser)', () => {
           const page = Buffer.from(html.data, 'base64').toString('utf8');
           expect(XMLValidator.validate(page)).toBe(true);
           const paragraphs = new Map(
-            [...page.matchAll(/<p id="sentence-([^"]+)">([^]*?)<\/p>/g)].map((m) => [m[1], m[2]]),
+            [...page.matchAll(/<p id="sentence-([^"]+)">([\s\S]*?)<\/p>/g)].map((m) => [m[1], m[2]]),
           );
           for (const s of note.sentences) {
             const p = paragraphs.get(s.id);

@@ -71,7 +71,7 @@ export async function mappingsCheck(
       } catch (e) {
         const err = toScribeError(e);
         const issues = err.issues.length > 0 ? err.issues : [{ where: err.where ?? '', message: err.detail }];
-        problems.push(`${err.code}: ${err.detail.replace(/: \d+ problem\(s\), first: [^]*$/, '')}`);
+        problems.push(`${err.code}: ${err.detail.replace(/: \d+ problem\(s\), first: [\s\S]*$/, '')}`);
         for (const i of issues.slice(0, SHOWN_PROBLEMS)) problems.push(`  ${i.where}: ${i.message}`);
         if (issues.length > SHOWN_PROBLEMS) problems.push(`  … and ${issues.length - SHOWN_PROBLEMS} more`);
       }

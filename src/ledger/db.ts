@@ -231,6 +231,9 @@ function openPostgres(url: string, opts: OpenOptions): Db {
   // An idle client losing its connection emits 'error' on the pool; unhandled, that would kill the process.
   // The next query reports the outage instead.
   pool.on('error', () => {});
+  // The same for a client the pool no longer watches (one ending when the server terminates it): never an
+  // uncaught exception from its socket.
+  pool.on('connect', (client) => client.on('error', () => {}));
   const location = redact(url);
   const run = async <R>(c: pg.Pool | pg.PoolClient, sql: string, params?: readonly unknown[]) => {
     try {

@@ -202,7 +202,10 @@ describe('typos in what a template reads are refused at load', () => {
       vars['hl7'] = hl7Vars(vars);
       for (const [k, v] of Object.entries(vars))
         if (v && typeof v === 'object' && !Array.isArray(v))
-          for (const m of Object.keys(v)) (seen[k] ??= new Set()).add(m);
+          for (const m of Object.keys(v)) {
+            seen[k] ??= new Set();
+            seen[k].add(m);
+          }
     }
     for (const [root, members] of Object.entries(ROOT_MEMBERS))
       expect([...(seen[root] ?? [])].sort(), root).toEqual([...members].sort());
