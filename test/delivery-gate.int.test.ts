@@ -115,6 +115,10 @@ const settled = (s: Stack, noteId: string, destination?: string) =>
     `${noteId} settled`,
   );
 
+/** The FHIR destination most tests use (us-core-docref, no auth) at `ehr`, with `extra` lines of YAML. */
+const fhirDestination = (ehr: FhirTestServer, extra = '') =>
+  `  - id: ehr-fhir\n    type: fhir\n    baseUrl: ${ehr.baseUrl}\n    mapping: us-core-docref\n    auth: { type: none }\n${extra}`;
+
 async function mllpServer(options: Parameters<typeof startMllpServer>[0] = {}): Promise<MllpTestServer> {
   const server = await startMllpServer(options);
   cleanups.push(() => server.close());
@@ -261,14 +265,14 @@ describe('MLLP details', () => {
 describe('sparing a destination, and not being held up by one send', () => {
   it('one send that hangs holds up only its own note', async () => {
     const ehr = await fhirServer();
-    const s = await stack(`  - id: ehr-fhir
-    type: fhir
-    baseUrl: ${ehr.baseUrl}
-    mapping: us-core-docref
-    auth: { type: none }
-    concurrency: 4
+    const s = await stack(
+      fhirDestination(
+        ehr,
+        `    concurrency: 4
     timeoutMs: 20000
-`);
+`,
+      ),
+    );
     ehr.fault({ kind: 'delay', ms: 6_000, match: { method: 'POST' } });
     await s.ingest('slow-1');
     s.work();
@@ -288,12 +292,7 @@ describe('sparing a destination, and not being held up by one send', () => {
 
   it('a send longer than its lease keeps the lease (renewed), so nobody settles it as ambiguous meanwhile', async () => {
     const ehr = await fhirServer();
-    const s = await stack(`  - id: ehr-fhir
-    type: fhir
-    baseUrl: ${ehr.baseUrl}
-    mapping: us-core-docref
-    auth: { type: none }
-`);
+    const s = await stack(fhirDestination(ehr));
     ehr.fault({ kind: 'delay', ms: 3_000, match: { method: 'POST' } });
     await s.ingest('long-1');
     s.work(undefined, 600);
@@ -316,14 +315,14 @@ describe('sparing a destination, and not being held up by one send', () => {
 
   it('a Retry-After holds back every send to that endpoint until it has passed', async () => {
     const ehr = await fhirServer();
-    const s = await stack(`  - id: ehr-fhir
-    type: fhir
-    baseUrl: ${ehr.baseUrl}
-    mapping: us-core-docref
-    auth: { type: none }
-    concurrency: 1
+    const s = await stack(
+      fhirDestination(
+        ehr,
+        `    concurrency: 1
     retry: { maxAttempts: 5, initialDelayMs: 1, maxDelayMs: 5 }
-`);
+`,
+      ),
+    );
     ehr.fault({ kind: 'status', status: 429, retryAfter: '2', match: { method: 'POST' } });
     await s.ingest('ra-1', 'ra-2', 'ra-3', 'ra-4');
     s.work(() => 0);
@@ -342,14 +341,14 @@ describe('sparing a destination, and not being held up by one send', () => {
 
   it('after three failures in a row: one send at a time, at most one a second; nothing fails for waiting', async () => {
     const ehr = await fhirServer();
-    const s = await stack(`  - id: ehr-fhir
-    type: fhir
-    baseUrl: ${ehr.baseUrl}
-    mapping: us-core-docref
-    auth: { type: none }
-    concurrency: 4
+    const s = await stack(
+      fhirDestination(
+        ehr,
+        `    concurrency: 4
     retry: { maxAttempts: 6, initialDelayMs: 20, maxDelayMs: 50 }
-`);
+`,
+      ),
+    );
     ehr.fault({ kind: 'status', status: 503, times: 9, match: { method: 'POST' } });
     const ids = Array.from({ length: 8 }, (_, i) => `burst-${i}`);
     await s.ingest(...ids);
