@@ -162,6 +162,37 @@ describe('serve: start-up failures from the environment', () => {
     }
   }, 120_000);
 
+  it('a destination TLS file gone since the config was read: FILE_UNREADABLE, nothing left listening', async () => {
+    const ca = join(dir, 'gone-ca.pem');
+    writeFileSync(ca, 'not used');
+    const file = join(dir, 'tls-gone.yaml');
+    writeFileSync(
+      file,
+      `store: pglite://./data-tls
+http: { host: 127.0.0.1, port: 0 }
+tenants:
+  - id: riverside-clinic
+    reviewKeys: ${keys}
+    destinations: [ehr-mdm]
+destinations:
+  - id: ehr-mdm
+    type: mllp
+    host: 127.0.0.1
+    port: 2575
+    mapping: mdm
+    tls: { ca: ./gone-ca.pem }
+`,
+    );
+    const loaded = await loadConfig(file, {});
+    rmSync(ca);
+    const e = await createService(loaded).catch((x: unknown) => x);
+    expect((e as ScribeError).code).toBe('FILE_UNREADABLE');
+    expect((e as ScribeError).where).toBe(ca);
+    // The store it had opened is closed again (its lock released).
+    const again = await Ledger.open(`pglite://${join(dir, 'data-tls')}`);
+    await again.close();
+  }, 120_000);
+
   it('a PostgreSQL database that does not exist, and a PGlite directory that cannot be made: LEDGER_UNAVAILABLE', async () => {
     const missing = await serve(config('nodb', 'postgres://postgres@127.0.0.1:5432/sb_no_such_database', 0));
     expect(missing.code).toBe(1);

@@ -11,6 +11,7 @@ import { FhirDestination } from '../deliver/fhir.ts';
 import type { FhirAuthConfig } from '../deliver/fhir-types.ts';
 import { MllpClient } from '../deliver/mllp.ts';
 import type { MllpLogEntry } from '../deliver/mllp-types.ts';
+import { ScribeError } from '../errors.ts';
 import type { ClaimedDelivery } from '../ledger/types.ts';
 import type { Rendering } from '../map/engine.ts';
 
@@ -95,7 +96,19 @@ export function tlsOptions(
   tls: TlsConfig | undefined,
 ): { ca?: string; cert?: string; key?: string; servername?: string } | undefined {
   if (!tls) return undefined;
-  const read = (path: string | undefined) => (path === undefined ? undefined : readFileSync(path, 'utf8'));
+  const read = (path: string | undefined) => {
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (e) {
+      // Checked at config load; gone or unreadable since: the start fails, naming the file.
+      throw new ScribeError(
+        'FILE_UNREADABLE',
+        `cannot read a destination's TLS file (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+        { where: path },
+      );
+    }
+  };
   const [ca, cert, key] = [read(tls.ca), read(tls.cert), read(tls.key)];
   return {
     ...(ca !== undefined ? { ca } : {}),
