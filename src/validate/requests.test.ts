@@ -23,6 +23,15 @@ describe('requestIssues', () => {
     );
     expect(requestIssues(doc, { method: 'PUT', url: 'DocumentReference/doc-1' })).toEqual([]);
     expect(requestIssues(doc, { method: 'PUT', url: `DocumentReference?${encoded}` })).toEqual([]);
+    // Written unencoded, as mappings write it (the transport encodes): a + or % in a value is itself.
+    const plus = { ...doc, identifier: [{ system: 'urn:x:mrn', value: 'A+B%zz' }] };
+    expect(
+      requestIssues(plus, {
+        method: 'POST',
+        url: 'DocumentReference',
+        ifNoneExist: 'identifier=urn:x:mrn|A+B%zz',
+      }),
+    ).toEqual([]);
     expect(
       requestIssues(doc, {
         method: 'POST',

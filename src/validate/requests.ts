@@ -32,18 +32,28 @@ function decoded(s: string): string | undefined {
   }
 }
 
-/** The `identifier` search values of a query string: `system|value` split, each part decoded. */
-function identifierSearches(query: string): Array<{ system: string; value: string } | undefined> {
-  const out: Array<{ system: string; value: string } | undefined> = [];
+type Token = { system: string; value: string };
+
+function token(text: string | undefined): Token | undefined {
+  const bar = text?.indexOf('|') ?? -1;
+  // Token search: `system|value`; a bare value (no system) cannot be told apart from a value with a bar in it.
+  return text !== undefined && bar >= 0
+    ? { system: text.slice(0, bar), value: text.slice(bar + 1) }
+    : undefined;
+}
+
+/**
+ * The `identifier` searches of a query string, each with its readings: as written (a mapping writes the request
+ * unencoded; the transport encodes it) and URL-decoded (for a mapping that encoded it itself). A search fits when
+ * either reading names an identifier the resource carries.
+ */
+function identifierSearches(query: string): Token[][] {
+  const out: Token[][] = [];
   for (const pair of query.split('&')) {
     const eq = pair.indexOf('=');
     if (eq < 0 || decoded(pair.slice(0, eq)) !== 'identifier') continue;
-    const text = decoded(pair.slice(eq + 1));
-    const bar = text?.indexOf('|') ?? -1;
-    // Token search: `system|value`; a bare value (no system) cannot be told apart from a value with a bar in it.
-    out.push(
-      text !== undefined && bar >= 0 ? { system: text.slice(0, bar), value: text.slice(bar + 1) } : undefined,
-    );
+    const raw = pair.slice(eq + 1);
+    out.push([token(raw), token(decoded(raw))].filter((t): t is Token => t !== undefined));
   }
   return out;
 }
@@ -78,13 +88,14 @@ function checkOne(
   ];
   const carried = identifiers(resource);
   for (const { text, where } of queries) {
-    for (const s of identifierSearches(text)) {
-      if (s && carried.some((i) => i.system === s.system && i.value === s.value)) continue;
+    for (const readings of identifierSearches(text)) {
+      if (readings.some((s) => carried.some((i) => i.system === s.system && i.value === s.value))) continue;
       issues.push({
         path: where,
-        message: s
-          ? 'searches for an identifier the resource does not carry: the conditional write would never find it, so every resend would write a duplicate'
-          : 'an identifier search needs system|value',
+        message:
+          readings.length > 0
+            ? 'searches for an identifier the resource does not carry: the conditional write would never find it, so every resend would write a duplicate'
+            : 'an identifier search needs system|value',
       });
     }
   }
