@@ -54,7 +54,7 @@ export interface TemplateSource {
 }
 
 /**
- * The members each root variable with a fixed shape has (model.ts; `src/map/template.test.ts` keeps this in step
+ * The members each root variable with a fixed shape has (model.ts; a test in `src/map/mapping-file.test.ts` keeps this in step
  * with what buildVars makes): `%note.signedat` is a typo refused at compile time, not an empty value at render.
  * Roots not listed (`ids`, `options`, `renderings`, `settings` — checked against the mapping's own) are open.
  */

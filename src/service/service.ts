@@ -124,6 +124,11 @@ export async function createService(config: Config, options: ServiceOptions = {}
   };
   // The senders are made before anything listens: one that cannot be made (a TLS file unreadable since the
   // config was checked) fails the start instead of leaving a service that takes notes it can never deliver.
+  /** A start that fails before the listener is up: close what is open, so the process can report and exit. */
+  const abandonStart = async () => {
+    activeMappings.stop();
+    await closeClientsAndLedger();
+  };
   let worker: DeliveryWorker;
   try {
     worker = new DeliveryWorker({
@@ -140,8 +145,7 @@ export async function createService(config: Config, options: ServiceOptions = {}
         ),
     });
   } catch (e) {
-    activeMappings.stop();
-    await closeClientsAndLedger();
+    await abandonStart();
     throw e;
   }
   let consumer: SqsConsumer | undefined;
@@ -160,9 +164,7 @@ export async function createService(config: Config, options: ServiceOptions = {}
     s.once('listening', () => resolve(s));
     s.once('error', (e: NodeJS.ErrnoException) => reject(listenError(e, config)));
   }).catch(async (e: unknown) => {
-    // Nothing has started yet but what is open: close it, so the process can report and exit.
-    activeMappings.stop();
-    await closeClientsAndLedger();
+    await abandonStart();
     throw e;
   });
   const address = server.address() as AddressInfo;
