@@ -77,11 +77,7 @@ const PLAIN_PATH = /^[A-Za-z][A-Za-z0-9_]*(\[\d+\])?(\.[A-Za-z][A-Za-z0-9_]*(\[\
  * their `expression`s (or, in older servers, `location`s) that are plain element paths; [] for any other body.
  */
 export function issuesWhere(body: unknown): IssueWhere[] {
-  if (!isObject(body) || body['resourceType'] !== 'OperationOutcome' || !Array.isArray(body['issue']))
-    return [];
-  const issues = body['issue'].filter(isObject);
-  const severe = issues.filter((i) => i['severity'] === 'error' || i['severity'] === 'fatal');
-  return (severe.length > 0 ? severe : issues)
+  return severeIssues(body)
     .filter((i) => typeof i['code'] === 'string')
     .slice(0, 20)
     .map((i) => {
@@ -93,16 +89,21 @@ export function issuesWhere(body: unknown): IssueWhere[] {
     });
 }
 
+/** An OperationOutcome's error and fatal issues (all of them when none has a severity); [] for another body. */
+function severeIssues(body: unknown): Record<string, unknown>[] {
+  if (!isObject(body) || body['resourceType'] !== 'OperationOutcome' || !Array.isArray(body['issue']))
+    return [];
+  const issues = body['issue'].filter(isObject);
+  const severe = issues.filter((i) => i['severity'] === 'error' || i['severity'] === 'fatal');
+  return severe.length > 0 ? severe : issues;
+}
+
 /**
  * Codes of an OperationOutcome's error and fatal issues (all issues when none has a severity), in order,
  * without repeats; [] when the body is not an OperationOutcome.
  */
 export function issueCodesOf(body: unknown): string[] {
-  if (!isObject(body) || body['resourceType'] !== 'OperationOutcome' || !Array.isArray(body['issue']))
-    return [];
-  const issues = body['issue'].filter(isObject);
-  const severe = issues.filter((i) => i['severity'] === 'error' || i['severity'] === 'fatal');
-  const codes = (severe.length > 0 ? severe : issues)
+  const codes = severeIssues(body)
     .map((i) => i['code'])
     .filter((c): c is string => typeof c === 'string');
   return [...new Set(codes)];
