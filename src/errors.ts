@@ -80,7 +80,7 @@ export const ERROR_CODES = {
     status: 400,
     disposition: 'reject',
     issue: 'value',
-    hint: `Note text may contain TAB, LF and CR but no other control character. ${RESEND}`,
+    hint: `Strings in the envelope may contain TAB, LF and CR but no other control character (U+0000–U+0008, U+000B, U+000C, U+000E–U+001F, U+007F). ${RESEND}`,
   },
   POINTER_INVALID: {
     status: 400,

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import type { JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashToken } from '../src/config/index.ts';
-import { peekJwsHeader, type SignatureAlg, signEnvelope } from '../src/contract/signature.ts';
+import { sha256Hex } from '../src/contract/artifacts.ts';
+import { canonicalJson, peekJwsHeader, type SignatureAlg, signEnvelope } from '../src/contract/signature.ts';
 import { type ApiServer, startApi } from './support/intake.ts';
 
 const fixtures = new URL('../fixtures/', import.meta.url).pathname;
@@ -111,6 +112,31 @@ describe('HTTP API', () => {
     expect(huge.status).toBe(413);
     expect(await code(huge)).toBe('ENVELOPE_TOO_LARGE');
     expect((await post(dap, TOKENS.intake)).status).toBe(200);
+  }, 60_000);
+
+  it('refuses a HealthScribe file carrying a control character with 422 HEALTHSCRIBE_SCHEMA at its path, not a 500', async () => {
+    // The envelope's own strings are checked at parse; HealthScribe's files are parsed tolerantly, and a NUL there
+    // used to reach the ledger's jsonb (which cannot hold it) and answer 500 INTERNAL.
+    const env = JSON.parse(readFileSync(`${fixtures}envelopes/valid/dap-depression.json`, 'utf8'));
+    env.noteId = 'enc-control-char-in-draft';
+    const doc = env.healthscribe.clinicalDocument;
+    doc.inline.ClinicalDocumentation.Sections[0].Summary[0].SummarizedSegment += '\u0000';
+    doc.sha256 = sha256Hex(canonicalJson(doc.inline));
+    const privateKeys = JSON.parse(
+      readFileSync(`${fixtures}keys/riverside-clinic.private.jwks.json`, 'utf8'),
+    ) as { keys: JWK[] };
+    const { kid } = peekJwsHeader(env.signature.jws);
+    const key = privateKeys.keys.find((k) => k.kid === kid)!;
+    const res = await post(
+      JSON.stringify(await signEnvelope(env, key, { kid, alg: key.alg as SignatureAlg })),
+      TOKENS.intake,
+    );
+    expect(res.status).toBe(422);
+    const oo = (await res.json()) as { issue: Array<{ details: { coding: Array<{ code: string }> } }> };
+    expect(oo.issue[0]!.details.coding[0]!.code).toBe('HEALTHSCRIBE_SCHEMA');
+    const text = JSON.stringify(oo);
+    expect(text).toContain('ClinicalDocumentation.Sections[0].Summary[0].SummarizedSegment');
+    expect(text).toContain('control character');
   }, 60_000);
 
   it('enforces roles and tenant limits', async () => {

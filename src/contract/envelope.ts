@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { type LocatedIssue, ScribeError } from '../errors.ts';
 import {
   decodeUtf8,
+  FORBIDDEN_CONTROL,
   formatPath,
   type JsonValue,
   type PathSegment,
@@ -169,9 +170,6 @@ export interface ReadEnvelope {
   readonly raw: { [k: string]: JsonValue };
   readonly json: StrictJson;
 }
-
-// U+0000–U+0008, U+000B, U+000C, U+000E–U+001F, U+007F: they break HL7 framing (spec).
-const FORBIDDEN_CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/;
 
 /**
  * Reads an envelope from bytes or text: strict JSON (I-JSON), the v1 schema, the control-character and

@@ -55,6 +55,51 @@ describe('HealthScribe transcript', () => {
     expect((t.file.Conversation.TranscriptSegments[0] as Record<string, unknown>)['Vendor']).toBe('x');
   });
 
+  it('refuses control characters, lone surrogates and blank speaker roles in the text it carries, at their path', () => {
+    const file = (segment: Record<string, unknown>) => ({
+      Conversation: {
+        TranscriptSegments: [
+          {
+            SegmentId: 'a',
+            Content: 'Hi.',
+            BeginAudioTime: 0,
+            EndAudioTime: 1,
+            ParticipantDetails: { ParticipantRole: 'PATIENT_0' },
+            ...segment,
+          },
+        ],
+      },
+    });
+    const refused = (segment: Record<string, unknown>) => {
+      try {
+        parseTranscript(file(segment), ['healthscribe', 'transcript', 'inline']);
+      } catch (e) {
+        return e as ScribeError;
+      }
+      throw new Error('accepted');
+    };
+    const role = refused({ ParticipantDetails: { ParticipantRole: 'PATIENT\u0007\u0000_0' } });
+    expect(role.code).toBe('HEALTHSCRIBE_SCHEMA');
+    expect(role.where).toBe(
+      '$.healthscribe.transcript.inline.Conversation.TranscriptSegments[0].ParticipantDetails.ParticipantRole',
+    );
+    expect(role.message).toContain('control character');
+    expect(refused({ ParticipantDetails: { ParticipantRole: ' ' } }).message).toContain('only whitespace');
+    expect(refused({ Content: 'chest \ud800 pain' }).message).toContain('lone UTF-16 surrogate');
+    expect(refused({ SegmentId: 'a\u001b' }).where).toMatch(/SegmentId$/);
+    // TAB, LF, CR and any well-formed Unicode are text.
+    expect(parseTranscript(file({ Content: 'a\tb\r\nc 😀 e\u0301' })).segments.get('a')!.Content).toBe(
+      'a\tb\r\nc 😀 e\u0301',
+    );
+    expect(() =>
+      parseClinicalDocument({
+        ClinicalDocumentation: {
+          Sections: [{ SectionName: 'PLAN', Summary: [{ SummarizedSegment: 'x\u007f', EvidenceLinks: [] }] }],
+        },
+      }),
+    ).toThrow(/control character/);
+  });
+
   it('converts inclusive span ends to half-open ranges', () => {
     expect(spanRange({ BeginCharacterOffset: 12, EndCharacterOffset: 15 })).toEqual([12, 16]);
     expect('I have pain'.slice(...spanRange({ BeginCharacterOffset: 7, EndCharacterOffset: 10 }))).toBe(

@@ -9,10 +9,29 @@
  */
 import { z } from 'zod';
 import { ScribeError } from '../errors.ts';
-import { formatPath, type JsonValue, type PathSegment } from './json.ts';
+import { FORBIDDEN_CONTROL, formatPath, type JsonValue, type PathSegment } from './json.ts';
 import { locatedIssues, schemaError } from './zod-issues.ts';
 
 const seconds = z.number().finite().nonnegative();
+
+/**
+ * HealthScribe text the product delivers or keeps in the ledger's trace (segment ids and text, speaker roles,
+ * section names, draft sentences, the conversation's ids): the envelope's rule for note text holds for it too —
+ * TAB, LF and CR but no other control character, which would break HL7 framing and which FHIR strings (and
+ * PostgreSQL's jsonb) cannot hold — and no lone surrogate (`\ud800` escaped in the JSON: not text, and refused by
+ * jsonb). Refused here, named by its path, rather than failing later in the ledger or at each destination as if
+ * the mapping were at fault.
+ */
+const carriedText = z
+  .string()
+  .refine((s) => !FORBIDDEN_CONTROL.test(s), {
+    message:
+      'contains a control character (U+0000–U+0008, U+000B, U+000C, U+000E–U+001F or U+007F); text the EHR receives may hold TAB, LF and CR only',
+  })
+  .refine((s) => s.isWellFormed(), {
+    message: 'contains a lone UTF-16 surrogate (\\uD800–\\uDFFF unpaired)',
+  });
+const deliveredName = carriedText.refine((s) => s.trim() !== '', { message: 'is empty or only whitespace' });
 
 const Span = z.looseObject({
   SegmentId: z.string(),
@@ -55,20 +74,20 @@ const TranscriptItem = z
   });
 
 const TranscriptSegment = z.looseObject({
-  SegmentId: z.string().min(1),
-  Content: z.string(),
+  SegmentId: carriedText.min(1),
+  Content: carriedText,
   BeginAudioTime: seconds,
   EndAudioTime: seconds,
-  ParticipantDetails: z.looseObject({ ParticipantRole: z.string() }),
-  SectionDetails: z.looseObject({ SectionName: z.string() }).optional(),
+  ParticipantDetails: z.looseObject({ ParticipantRole: deliveredName }),
+  SectionDetails: z.looseObject({ SectionName: carriedText }).optional(),
 });
 
 const TranscriptFileSchema = z.looseObject({
   Conversation: z.looseObject({
-    ConversationId: z.string().optional(),
-    JobName: z.string().optional(),
+    ConversationId: carriedText.optional(),
+    JobName: carriedText.optional(),
     JobType: z.string().optional(),
-    SessionId: z.string().optional(),
+    SessionId: carriedText.optional(),
     LanguageCode: z.string().optional(),
     ClinicalInsights: z.array(ClinicalInsight).default([]),
     TranscriptItems: z.array(TranscriptItem).default([]),
@@ -77,15 +96,15 @@ const TranscriptFileSchema = z.looseObject({
 });
 
 const SummaryItem = z.looseObject({
-  SummarizedSegment: z.string(),
+  SummarizedSegment: carriedText,
   // Always present in observed output; tolerated when absent (an item with no evidence).
   EvidenceLinks: z.array(z.looseObject({ SegmentId: z.string() })).default([]),
 });
 
-const Section = z.looseObject({ SectionName: z.string().min(1), Summary: z.array(SummaryItem) });
+const Section = z.looseObject({ SectionName: carriedText.min(1), Summary: z.array(SummaryItem) });
 
 const ClinicalDocumentFileSchema = z.looseObject({
-  ClinicalDocumentation: z.looseObject({ Sections: z.array(Section), SessionId: z.string().optional() }),
+  ClinicalDocumentation: z.looseObject({ Sections: z.array(Section), SessionId: carriedText.optional() }),
 });
 
 export type HsTranscriptFile = z.infer<typeof TranscriptFileSchema>;

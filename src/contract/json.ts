@@ -24,6 +24,12 @@ export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: s
 export type PathSegment = string | number;
 
 /** `$.a.b[0]["odd key"]` — the form every error message uses. */
+/**
+ * The control characters the envelope spec forbids in note text (U+0000–U+0008, U+000B, U+000C, U+000E–U+001F,
+ * U+007F): they break HL7 framing, and FHIR strings may not hold them. TAB, LF and CR are allowed.
+ */
+export const FORBIDDEN_CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/;
+
 export function formatPath(path: readonly PathSegment[]): string {
   let out = '$';
   for (const seg of path) {

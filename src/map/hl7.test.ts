@@ -8,6 +8,7 @@ import {
   escapedPieces,
   escapeHl7,
   HL7_TEXT_MAX,
+  nmText,
   parseDelimiters,
   serializeHl7,
 } from './hl7.ts';
@@ -36,6 +37,40 @@ describe('escapeHl7', () => {
   it('refuses unusable delimiter sets', () => {
     for (const bad of ['|^~\\', '|^~\\&&', '|^~\\a', '|^ \\&'])
       expect(() => parseDelimiters(bad)).toThrow(ScribeError);
+    // '.' would be escaped inside MSH-12's 2.5.1, decimals and \.br\: refused with the reason.
+    expect(() => parseDelimiters('|^~.&')).toThrow(/may not use "\."/);
+  });
+
+  it('writes \\.br\\ only in formatted text (OBX-5 of FT, NTE-3), hex data for line breaks anywhere else', () => {
+    const body = serializeHl7([
+      { segment: 'PID', 5: { 1: 'Ng\r\nuyen', 2: 'A\nB', 3: 'C\rD' } },
+      { segment: 'OBX', 1: 1, 2: 'FT', 5: 'one\ntwo' },
+      { segment: 'OBX', 1: 2, 2: 'ST', 5: 'one\ntwo' },
+      { segment: 'NTE', 1: 1, 3: 'x\r\ny' },
+    ]);
+    expect(body.split('\r')).toEqual([
+      'PID|||||Ng\\X0D0A\\uyen^A\\X0A\\B^C\\X0D\\D',
+      'OBX|1|FT|||one\\.br\\two',
+      'OBX|2|ST|||one\\X0A\\two',
+      'NTE|1||x\\.br\\y',
+      '',
+    ]);
+    expect(escapeHl7('a\r\nb', DEFAULT_DELIMITERS, 'hex')).toBe('a\\X0D0A\\b');
+  });
+
+  it('writes numbers in NM form, never in exponent form', () => {
+    expect(nmText(2.8)).toBe('2.8');
+    expect(nmText(1e-7)).toBe('0.0000001');
+    expect(nmText(-1.5e-9)).toBe('-0.0000000015');
+    expect(nmText(1e21)).toBe('1000000000000000000000');
+    expect(nmText(1.25e22)).toBe('12500000000000000000000');
+    expect(nmText(0)).toBe('0');
+    for (const n of [1e-7, 3.14159e-12, 6.02e23, 123.456, 5e-324, Number.MAX_VALUE])
+      expect(Number(nmText(n))).toBe(n);
+    expect(serializeHl7([{ segment: 'ZSE', 1: 1e-7, 2: 1e21 }])).toBe(
+      'ZSE|0.0000001|1000000000000000000000\r',
+    );
+    expect(() => serializeHl7([{ segment: 'ZSE', 1: Number.NaN }])).toThrow(/finite/);
   });
 });
 
@@ -101,6 +136,25 @@ describe('escapedPieces (text for FT / TX values of bounded length)', () => {
     expect(escapedPieces('a|bc', DEFAULT_DELIMITERS, 5)).toEqual(['a|b', 'c']);
     expect(escapedPieces('one\ntwo\nthree', DEFAULT_DELIMITERS, 10)).toEqual(['one\n', 'two\n', 'three']);
     expect(escapedPieces('x'.repeat(HL7_TEXT_MAX + 1))).toEqual(['x'.repeat(HL7_TEXT_MAX), 'x']);
+  });
+
+  it('cuts a line too long to fit at a grapheme boundary: an accent stays with its letter, an emoji sequence whole', () => {
+    // 'e' + U+0301 at the cut: the piece ends before the 'e', not between it and its accent.
+    expect(escapedPieces('abcde\u0301fg', DEFAULT_DELIMITERS, 5)).toEqual(['abcd', 'e\u0301fg']);
+    const family = '\u{1F468}\u200D\u{1F469}\u200D\u{1F467}'; // one grapheme, 8 UTF-16 units
+    expect(escapedPieces(`ab${family}cd`, DEFAULT_DELIMITERS, 8)).toEqual(['ab', family, 'cd']);
+    // A cluster longer than the piece itself is cut inside (code points kept whole): nothing is lost.
+    const zalgo = `z${'\u0301'.repeat(20)}`;
+    expect(escapedPieces(zalgo, DEFAULT_DELIMITERS, 8).join('')).toBe(zalgo);
+  });
+
+  it('checkMdm refuses a control character other than TAB inside a segment', () => {
+    const issues = checkMdm(mdm([obx(1, 'ok\ttab')]).replace('ok', 'o\u0007k'));
+    expect(issues).toContainEqual({
+      path: 'segment 6 (OBX)',
+      message: 'a control character (other than TAB) inside a segment',
+    });
+    expect(checkMdm(mdm([obx(1, 'ok\ttab')]))).toEqual([]);
   });
 });
 

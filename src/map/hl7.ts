@@ -7,8 +7,11 @@
  * absent key — a template never counts pipes. A field is text, a number, an object of components keyed by
  * position (each component text or an object of sub-components), or `{ repeat: [field, …] }`.
  *
- * Every text value is escaped for the message's own delimiters (escape character first): `\F\ \S\ \T\ \R\ \E\`;
- * line breaks (CRLF, CR or LF) become `\.br\`, since a raw CR would end the segment. @medplum/core and
+ * Every text value is escaped for the message's own delimiters (escape character first): `\F\ \S\ \T\ \R\ \E\`.
+ * A raw CR would end the segment, so line breaks (CRLF, CR or LF) are escaped too: `\.br\` in formatted text (FT:
+ * OBX-5 of an FT observation, NTE-3), where it is the line-break command; elsewhere `\.br\` means nothing, so
+ * there they travel as hexadecimal data (`\X0D0A\`, `\X0D\`, `\X0A\`), which gives the exact characters back.
+ * Numbers are written in HL7's NM form (plain decimal, never JavaScript's exponent form `1e-7`). @medplum/core and
  * hl7-standard escape nothing (reference/tooling.md §5), so this small function is ours, and proven by a property
  * test against an independent parser (test/hl7-roundtrip.property.test.ts).
  */
@@ -44,13 +47,44 @@ export function parseDelimiters(s: string): Delimiters {
       `settings.delimiters must be five distinct printable punctuation characters, like "|^~\\&" (got ${JSON.stringify(s)})`,
     );
   }
+  if (chars.includes('.')) {
+    // The version (MSH-12 "2.5.1"), decimals and the \.br\ command are written with '.': as a delimiter it would
+    // be escaped inside them, and the message no longer says what it means.
+    throw new ScribeError(
+      'MAPPING_INVALID',
+      `settings.delimiters may not use "." (got ${JSON.stringify(s)}): HL7 writes the version 2.5.1, decimals and \\.br\\ with it`,
+    );
+  }
   const [field, component, repetition, esc, subcomponent] = chars as [string, string, string, string, string];
   return { field, component, repetition, escape: esc, subcomponent };
 }
 
-const escapers = new WeakMap<Delimiters, { test: RegExp; all: RegExp; map: Map<string, string> }>();
+/** How line breaks are escaped: `br` in formatted text (FT), `hex` everywhere else. */
+export type LineBreaks = 'br' | 'hex';
 
-function escaperFor(d: Delimiters) {
+interface Escaper {
+  readonly test: RegExp;
+  readonly all: RegExp;
+  readonly map: Map<string, string>;
+}
+
+const escapers = new WeakMap<Delimiters, Escaper>();
+const hexEscapers = new WeakMap<Delimiters, Escaper>();
+
+function escaperFor(d: Delimiters, lineBreaks: LineBreaks): Escaper {
+  if (lineBreaks === 'hex') {
+    let h = hexEscapers.get(d);
+    if (!h) {
+      const br = escaperFor(d, 'br');
+      const map = new Map(br.map);
+      map.set('\r\n', `${d.escape}X0D0A${d.escape}`);
+      map.set('\r', `${d.escape}X0D${d.escape}`);
+      map.set('\n', `${d.escape}X0A${d.escape}`);
+      h = { test: br.test, all: br.all, map };
+      hexEscapers.set(d, h);
+    }
+    return h;
+  }
   let e = escapers.get(d);
   if (!e) {
     const chars = [d.escape, d.field, d.component, d.subcomponent, d.repetition].map((c) =>
@@ -76,10 +110,14 @@ function escaperFor(d: Delimiters) {
 /**
  * Escapes one text value for a field, component or sub-component: each delimiter becomes its escape sequence
  * (the escape character itself included, so no sequence is ever formed twice), and a line break — CRLF, CR or
- * LF — becomes `\.br\`.
+ * LF — becomes `\.br\` (formatted text) or hexadecimal data (any other type).
  */
-export function escapeHl7(text: string, d: Delimiters = DEFAULT_DELIMITERS): string {
-  const e = escaperFor(d);
+export function escapeHl7(
+  text: string,
+  d: Delimiters = DEFAULT_DELIMITERS,
+  lineBreaks: LineBreaks = 'br',
+): string {
+  const e = escaperFor(d, lineBreaks);
   if (!e.test.test(text)) return text;
   return text.replace(e.all, (m) => e.map.get(m)!);
 }
@@ -87,10 +125,30 @@ export function escapeHl7(text: string, d: Delimiters = DEFAULT_DELIMITERS): str
 /** HL7 v2.5.1's length of an FT or TX value (and so of OBX-5 holding one), in characters. */
 export const HL7_TEXT_MAX = 65_536;
 
+/** How far back (UTF-16 units) a cut looks for the start of a grapheme cluster; a longer cluster is cut inside. */
+const GRAPHEME_LOOKBACK = 256;
+const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+
+/**
+ * The last grapheme-cluster boundary at or before `i` and after `start` (so an accent never starts the next piece
+ * without its letter, nor an emoji sequence split), or `i` itself when the cluster is longer than the lookback.
+ */
+function graphemeCut(text: string, start: number, i: number): number {
+  const from = Math.max(start, i - GRAPHEME_LOOKBACK);
+  let cut = from;
+  for (const g of graphemes.segment(text.slice(from, Math.min(text.length, i + GRAPHEME_LOOKBACK)))) {
+    const at = from + g.index;
+    if (at > i) break;
+    cut = at;
+  }
+  return cut > start ? cut : i;
+}
+
 /**
  * Cuts text into pieces whose escaped form (escapeHl7) is at most `max` characters each, so each fits one FT or
  * TX value: whole lines while they fit (a piece ends after a line break), a line longer than that cut where it
- * must — never inside a surrogate pair or a CRLF. Joined, the pieces are the text. Text that fits is one piece.
+ * must — at a grapheme-cluster boundary, never inside a surrogate pair, a CRLF or a letter with its marks.
+ * Joined, the pieces are the text. Text that fits is one piece.
  */
 export function escapedPieces(
   text: string,
@@ -119,7 +177,7 @@ export function escapedPieces(
       width = 2;
     } else if (special.has(text[i]!)) width = 3;
     if (cost + width > max && i > start) {
-      const cut = lineEnd > start ? lineEnd : i;
+      const cut = lineEnd > start ? lineEnd : graphemeCut(text, start, i);
       pieces.push(text.slice(start, cut));
       start = cut;
       lineEnd = -1;
@@ -150,10 +208,35 @@ function atText(at: At): string {
   return out;
 }
 
-function text(v: unknown, at: At, d: Delimiters): string {
+/**
+ * A finite number in HL7's NM form: optional sign, digits, optional decimal point — the shortest digits that read
+ * back as the same number (JavaScript's own), moved out of exponent form (`1e-7` → `0.0000001`, `1e21` → `1` and
+ * 21 zeros).
+ */
+export function nmText(n: number): string {
+  const s = String(n);
+  const e = s.indexOf('e');
+  if (e < 0) return s;
+  const sign = s.startsWith('-') ? '-' : '';
+  const mantissa = s.slice(sign.length, e);
+  const exponent = Number(s.slice(e + 1));
+  const dot = mantissa.indexOf('.');
+  const digits = mantissa.replace('.', '');
+  const point = (dot < 0 ? mantissa.length : dot) + exponent;
+  if (point <= 0) return `${sign}0.${'0'.repeat(-point)}${digits}`;
+  if (point >= digits.length) return `${sign}${digits}${'0'.repeat(point - digits.length)}`;
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+
+function text(v: unknown, at: At, d: Delimiters, lb: LineBreaks): string {
   if (v === undefined || v === null) return '';
-  if (typeof v === 'string') return escapeHl7(v, d);
-  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (typeof v === 'string') return escapeHl7(v, d, lb);
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v))
+      throw new ScribeError('MAPPING_EVAL', `an HL7 number must be finite, not ${v}`, { where: atText(at) });
+    return nmText(v);
+  }
+  if (typeof v === 'boolean') return String(v);
   throw new ScribeError(
     'MAPPING_EVAL',
     `an HL7 value must be text or a number, not ${Array.isArray(v) ? 'a list' : 'an object'}`,
@@ -193,28 +276,39 @@ function positional(
   return out;
 }
 
-function component(v: unknown, at: At, d: Delimiters): string {
-  return isPositional(v) ? positional(v, at, d.subcomponent, (x, a) => text(x, a, d)) : text(v, at, d);
+function component(v: unknown, at: At, d: Delimiters, lb: LineBreaks): string {
+  return isPositional(v)
+    ? positional(v, at, d.subcomponent, (x, a) => text(x, a, d, lb))
+    : text(v, at, d, lb);
 }
 
-function repetition(v: unknown, at: At, d: Delimiters): string {
-  return isPositional(v) ? positional(v, at, d.component, (x, a) => component(x, a, d)) : text(v, at, d);
+function repetition(v: unknown, at: At, d: Delimiters, lb: LineBreaks): string {
+  return isPositional(v)
+    ? positional(v, at, d.component, (x, a) => component(x, a, d, lb))
+    : text(v, at, d, lb);
 }
 
-function field(v: unknown, at: At, d: Delimiters): string {
+function field(v: unknown, at: At, d: Delimiters, lb: LineBreaks): string {
   if (isPositional(v) && 'repeat' in v) {
     const reps = v['repeat'];
     const list = Array.isArray(reps) ? reps : reps === undefined ? [] : [reps];
     let out = '';
     for (let i = 0; i < list.length; i++) {
       at.push('repeat', i);
-      out += (i > 0 ? d.repetition : '') + repetition(list[i], at, d);
+      out += (i > 0 ? d.repetition : '') + repetition(list[i], at, d, lb);
       at.pop();
       at.pop();
     }
     return out;
   }
-  return repetition(v, at, d);
+  return repetition(v, at, d, lb);
+}
+
+/** The formatted-text (FT) field of a segment, where a line break is `\.br\`: OBX-5 of an FT observation, NTE-3. */
+function formattedField(name: string, seg: Positional): string | undefined {
+  if (name === 'NTE') return '3';
+  if (name === 'OBX' && seg['2'] === 'FT') return '5';
+  return undefined;
 }
 
 /** Serialises rendered segments to ER7: segments separated (and terminated) by CR. */
@@ -237,10 +331,18 @@ export function serializeHl7(value: unknown, d: Delimiters = DEFAULT_DELIMITERS)
     if (name === 'MSH') {
       // MSH-1 is the field separator itself and MSH-2 the encoding characters: written here from the
       // delimiters, never escaped; the template gives MSH-3 onwards.
-      const rest = positional(seg, at, d.field, (x, a) => field(x, a, d), 3, 'segment');
+      const rest = positional(seg, at, d.field, (x, a) => field(x, a, d, 'hex'), 3, 'segment');
       out += `MSH${d.field}${d.component}${d.repetition}${d.escape}${d.subcomponent}${rest ? `${d.field}${rest}` : ''}\r`;
     } else {
-      const body = positional(seg, at, d.field, (x, a) => field(x, a, d), 1, 'segment');
+      const ft = formattedField(name, seg);
+      const body = positional(
+        seg,
+        at,
+        d.field,
+        (x, a) => field(x, a, d, a[a.length - 1] === ft ? 'br' : 'hex'),
+        1,
+        'segment',
+      );
       out += `${name}${body ? `${d.field}${body}` : ''}\r`;
     }
   }

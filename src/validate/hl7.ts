@@ -7,6 +7,7 @@
  * given the lifecycle step — an event that means it (a retraction is a status change or a cancel, not new content).
  */
 
+import { FORBIDDEN_CONTROL } from '../contract/json.ts';
 import type { Delimiters } from '../map/hl7.ts';
 import { DEFAULT_DELIMITERS, HL7_TEXT_MAX } from '../map/hl7.ts';
 import type { LifecycleMode } from '../map/mapping-file.ts';
@@ -55,6 +56,14 @@ export function checkMdm(body: string, d: Delimiters = DEFAULT_DELIMITERS, mode?
   const segments = body.split('\r').filter((s) => s !== '');
   if (segments.some((s) => s.includes('\n')))
     issues.push({ path: 'message', message: 'a raw LF inside a segment' });
+  // TAB is allowed (the envelope lets note text carry it); any other control character breaks the framing or is
+  // not HL7 text at all, and must have been refused or escaped before the message was built.
+  const control = segments.findIndex((s) => FORBIDDEN_CONTROL.test(s));
+  if (control >= 0)
+    issues.push({
+      path: `segment ${control + 1} (${segments[control]!.slice(0, 3)})`,
+      message: 'a control character (other than TAB) inside a segment',
+    });
   const names = segments.map((s) => s.slice(0, 3));
   const fields = (i: number) => segments[i]!.split(d.field);
   const msh = names.indexOf('MSH');
