@@ -169,6 +169,12 @@ export const ERROR_CODES = {
     issue: 'transient',
     hint: 'The HealthScribe job has not completed; scribe-bridge retries until it does.',
   },
+  HEALTHSCRIBE_JOB_MISMATCH: {
+    status: 422,
+    disposition: 'reject',
+    issue: 'invariant',
+    hint: 'The transcript and clinical document must be the output of the job or session the envelope names. Fix the review application so it signs the artifacts of this encounter.',
+  },
   EVIDENCE_UNKNOWN_SEGMENT: {
     status: 422,
     disposition: 'reject',

@@ -1,7 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { ScribeError } from '../errors.ts';
-import { itemContent, itemType, parseClinicalDocument, parseTranscript, spanRange } from './healthscribe.ts';
+import {
+  itemContent,
+  itemType,
+  parseClinicalDocument,
+  parseTranscript,
+  sectionKey,
+  spanRange,
+} from './healthscribe.ts';
 
 const ref = (f: string) =>
   JSON.parse(readFileSync(new URL(`../../../shared/reference/healthscribe/${f}`, import.meta.url), 'utf8'));
@@ -72,7 +79,7 @@ describe('HealthScribe transcript', () => {
     });
     const refused = (segment: Record<string, unknown>) => {
       try {
-        parseTranscript(file(segment), ['healthscribe', 'transcript', 'inline']);
+        parseTranscript(file(segment), { prefix: ['healthscribe', 'transcript', 'inline'] });
       } catch (e) {
         return e as ScribeError;
       }
@@ -100,6 +107,57 @@ describe('HealthScribe transcript', () => {
     ).toThrow(/control character/);
   });
 
+  it('refuses a repeated SegmentId and a segment ending before it begins; names the file of a fetched artifact', () => {
+    const seg = (id: string, begin: number, end: number) => ({
+      SegmentId: id,
+      Content: 'x',
+      BeginAudioTime: begin,
+      EndAudioTime: end,
+      ParticipantDetails: { ParticipantRole: 'CLINICIAN_0' },
+    });
+    const refused = (segments: unknown[]) => {
+      try {
+        parseTranscript({ Conversation: { TranscriptSegments: segments } }, { file: 's3://hs/t.json' });
+      } catch (e) {
+        return e as ScribeError;
+      }
+      throw new Error('accepted');
+    };
+    const dup = refused([seg('a', 0, 1), seg('b', 1, 2), seg('a', 100, 105)]);
+    expect([dup.code, dup.where]).toEqual([
+      'HEALTHSCRIBE_SCHEMA',
+      '$.Conversation.TranscriptSegments[2].SegmentId (s3://hs/t.json)',
+    ]);
+    expect(dup.message).toContain('repeats the SegmentId');
+    const reversed = refused([seg('a', 9, 2.8)]);
+    expect(reversed.where).toBe('$.Conversation.TranscriptSegments[0].BeginAudioTime (s3://hs/t.json)');
+    expect(reversed.message).toContain('later than EndAudioTime');
+    expect(parseTranscript({ Conversation: { TranscriptSegments: [seg('a', 3, 3)] } }).segments.size).toBe(1);
+  });
+
+  it('matches section names ignoring case, spaces and underscores, and refuses two sections under one name', () => {
+    expect(sectionKey(' History of present_illness ')).toBe('HISTORY_OF_PRESENT_ILLNESS');
+    const doc = (...names: string[]) => ({
+      ClinicalDocumentation: { Sections: names.map((SectionName) => ({ SectionName, Summary: [] })) },
+    });
+    expect([...parseClinicalDocument(doc('CHIEF COMPLAINT', 'PLAN')).sections.keys()]).toEqual([
+      'CHIEF_COMPLAINT',
+      'PLAN',
+    ]);
+    let err: ScribeError | undefined;
+    try {
+      parseClinicalDocument(doc('PLAN', 'ASSESSMENT', 'plan'), {
+        prefix: ['healthscribe', 'clinicalDocument', 'inline'],
+      });
+    } catch (e) {
+      err = e as ScribeError;
+    }
+    expect(err?.code).toBe('HEALTHSCRIBE_SCHEMA');
+    expect(err?.where).toBe(
+      '$.healthscribe.clinicalDocument.inline.ClinicalDocumentation.Sections[2].SectionName',
+    );
+  });
+
   it('converts inclusive span ends to half-open ranges', () => {
     expect(spanRange({ BeginCharacterOffset: 12, EndCharacterOffset: 15 })).toEqual([12, 16]);
     expect('I have pain'.slice(...spanRange({ BeginCharacterOffset: 7, EndCharacterOffset: 10 }))).toBe(
@@ -110,11 +168,12 @@ describe('HealthScribe transcript', () => {
   it('names the JSON path of every problem', () => {
     const err = (() => {
       try {
-        parseTranscript({ Conversation: { TranscriptSegments: [{ SegmentId: 'a', Content: 1 }] } }, [
-          'healthscribe',
-          'transcript',
-          'inline',
-        ]);
+        parseTranscript(
+          { Conversation: { TranscriptSegments: [{ SegmentId: 'a', Content: 1 }] } },
+          {
+            prefix: ['healthscribe', 'transcript', 'inline'],
+          },
+        );
       } catch (e) {
         return e as ScribeError;
       }

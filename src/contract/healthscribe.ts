@@ -130,9 +130,16 @@ export interface ClinicalDocument {
   readonly sections: ReadonlyMap<string, HsSection>;
 }
 
-/** Section names are matched case-insensitively (AWS publishes no enum; see reference/healthscribe.md §0.3). */
+/**
+ * Section names are matched case-insensitively, and a space is the same as an underscore: AWS publishes no enum,
+ * and its guide writes the display form ("CHIEF COMPLAINT") where the output has the token (CHIEF_COMPLAINT)
+ * (reference/healthscribe.md §0.3).
+ */
 export function sectionKey(name: string): string {
-  return name.trim().toUpperCase();
+  return name
+    .trim()
+    .toUpperCase()
+    .replace(/[\s_]+/g, '_');
 }
 
 /** The word text of an item, whichever shape it has (Q9). */
@@ -153,17 +160,39 @@ export function spanRange(span: {
   return [span.BeginCharacterOffset, span.EndCharacterOffset + 1];
 }
 
-export function parseTranscript(json: unknown, prefix: readonly PathSegment[] = []): Transcript {
+/**
+ * Where a problem in a HealthScribe file is: the JSON path inside the file, after `prefix` (the file's place in
+ * the envelope when it is inline), and the file itself (its URI) when it was fetched.
+ */
+export interface HsFileAt {
+  readonly prefix?: readonly PathSegment[];
+  readonly file?: string;
+}
+
+function located(at: HsFileAt, path: readonly PathSegment[]): string {
+  return `${formatPath([...(at.prefix ?? []), ...path])}${at.file ? ` (${at.file})` : ''}`;
+}
+
+function structureError(what: string, at: HsFileAt, path: PathSegment[], message: string): ScribeError {
+  return schemaError('HEALTHSCRIBE_SCHEMA', what, [{ where: located(at, path), message }]);
+}
+
+export function parseTranscript(json: unknown, at: HsFileAt = {}): Transcript {
+  const what = 'the transcript file is not HealthScribe output';
   const r = TranscriptFileSchema.safeParse(json);
   if (!r.success)
-    throw schemaError(
-      'HEALTHSCRIBE_SCHEMA',
-      'the transcript file is not HealthScribe output',
-      locatedIssues(r.error, prefix),
-    );
+    throw schemaError('HEALTHSCRIBE_SCHEMA', what, locatedIssues(r.error, at.prefix, fileOf(at)));
   const segments = new Map<string, HsTranscriptSegment>();
-  for (const s of r.data.Conversation.TranscriptSegments)
-    if (!segments.has(s.SegmentId)) segments.set(s.SegmentId, s);
+  r.data.Conversation.TranscriptSegments.forEach((s, i) => {
+    const path = ['Conversation', 'TranscriptSegments', i];
+    // SegmentId is the key evidence cites: a second segment under one id would make the cited audio time and
+    // speaker a guess (reference/healthscribe.md §3.3).
+    if (segments.has(s.SegmentId))
+      throw structureError(what, at, [...path, 'SegmentId'], 'repeats the SegmentId of an earlier segment');
+    if (s.BeginAudioTime > s.EndAudioTime)
+      throw structureError(what, at, [...path, 'BeginAudioTime'], 'is later than EndAudioTime');
+    segments.set(s.SegmentId, s);
+  });
   const c = r.data.Conversation;
   return {
     file: r.data,
@@ -173,25 +202,35 @@ export function parseTranscript(json: unknown, prefix: readonly PathSegment[] = 
   };
 }
 
-export function parseClinicalDocument(json: unknown, prefix: readonly PathSegment[] = []): ClinicalDocument {
-  rejectPreviewFormat(json, prefix);
+export function parseClinicalDocument(json: unknown, at: HsFileAt = {}): ClinicalDocument {
+  const what = 'the clinical document file is not HealthScribe output';
+  rejectPreviewFormat(json, at);
   const r = ClinicalDocumentFileSchema.safeParse(json);
-  if (!r.success) {
-    throw schemaError(
-      'HEALTHSCRIBE_SCHEMA',
-      'the clinical document file is not HealthScribe output',
-      locatedIssues(r.error, prefix),
-    );
-  }
+  if (!r.success)
+    throw schemaError('HEALTHSCRIBE_SCHEMA', what, locatedIssues(r.error, at.prefix, fileOf(at)));
   const sections = new Map<string, HsSection>();
-  for (const s of r.data.ClinicalDocumentation.Sections) {
+  r.data.ClinicalDocumentation.Sections.forEach((s, i) => {
     const k = sectionKey(s.SectionName);
-    if (!sections.has(k)) sections.set(k, s);
-  }
+    // A draft pointer names its section: two sections under one name (PLAN and plan) would leave the second's
+    // items unreachable, and never counted as removed.
+    if (sections.has(k))
+      throw structureError(
+        what,
+        at,
+        ['ClinicalDocumentation', 'Sections', i, 'SectionName'],
+        `names the same section as an earlier one (${JSON.stringify(k)}: names match ignoring case, spaces and underscores)`,
+      );
+    sections.set(k, s);
+  });
   return { file: r.data, sections };
 }
 
-function rejectPreviewFormat(json: unknown, prefix: readonly PathSegment[]): void {
+function fileOf(at: HsFileAt): (() => string) | undefined {
+  const file = at.file;
+  return file === undefined ? undefined : () => file;
+}
+
+function rejectPreviewFormat(json: unknown, at: HsFileAt): void {
   const sections = (json as { ClinicalDocumentation?: { Sections?: unknown } } | null)?.ClinicalDocumentation
     ?.Sections;
   if (!Array.isArray(sections)) return;
@@ -200,7 +239,7 @@ function rejectPreviewFormat(json: unknown, prefix: readonly PathSegment[]): voi
       throw new ScribeError(
         'HEALTHSCRIBE_PREVIEW_FORMAT',
         'the clinical document uses the preview-era layout (Sections[].Subsections[] with EvidenceMap)',
-        { where: formatPath([...prefix, 'ClinicalDocumentation', 'Sections', i]) },
+        { where: located(at, ['ClinicalDocumentation', 'Sections', i]) },
       );
     }
   });

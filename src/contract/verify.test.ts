@@ -1,7 +1,16 @@
 import { sign as cryptoSign, generateKeyPairSync } from 'node:crypto';
 import { base64url, type JWK } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { bytesOf, envelopeJson, jwksOf, SEG, signed, testKey } from '../../test/support/notes.ts';
+import {
+  bytesOf,
+  clinicalDocJson,
+  envelopeJson,
+  jwksOf,
+  SEG,
+  signed,
+  testKey,
+  transcriptJson,
+} from '../../test/support/notes.ts';
 import { ScribeError } from '../errors.ts';
 import { sha256Hex } from './artifacts.ts';
 import type { JsonValue } from './json.ts';
@@ -74,6 +83,65 @@ describe('verifyEnvelope', () => {
       withHeader({ alg: 'ES256', kid: 'test-es256', crit: ['exp'], exp: 1 }),
       'JWS_CRIT_UNSUPPORTED',
     );
+  });
+
+  it('rejects artifacts of another job or session as HEALTHSCRIBE_JOB_MISMATCH', async () => {
+    const withArtifacts = async (hs: Obj, transcript: Obj, doc?: Obj) => {
+      const base = envelopeJson();
+      const own = base['healthscribe'] as Obj;
+      const docJson = doc ?? ((own['clinicalDocument'] as Obj)['inline'] as Obj);
+      return JSON.stringify(
+        await signed({
+          ...base,
+          healthscribe: {
+            ...hs,
+            transcript: { inline: transcript, sha256: sha256Hex(canonicalJson(transcript)) },
+            clinicalDocument: { inline: docJson, sha256: sha256Hex(canonicalJson(docJson)) },
+          },
+        }),
+      );
+    };
+    const transcript = (conversation: Obj) => {
+      const t = transcriptJson();
+      const c = { ...(t['Conversation'] as Obj) };
+      delete c['JobName'];
+      return { ...t, Conversation: { ...c, ...conversation } };
+    };
+    const doc = (session?: string) => {
+      const d = clinicalDocJson();
+      return session
+        ? { ...d, ClinicalDocumentation: { ...(d['ClinicalDocumentation'] as Obj), SessionId: session } }
+        : d;
+    };
+    // Another batch job's transcript; a streaming transcript for a batch job; the reverse; another session's document.
+    const e1 = await expectCode(
+      await withArtifacts({ jobName: 'job-1' }, transcript({ JobName: 'job-2' })),
+      'HEALTHSCRIBE_JOB_MISMATCH',
+    );
+    expect(e1.where).toBe('$.healthscribe.jobName');
+    expect(e1.message).toContain(
+      "the transcript's Conversation.JobName is not the batch job the envelope names",
+    );
+    await expectCode(
+      await withArtifacts({ jobName: 'job-1' }, transcript({ SessionId: 's-1' })),
+      'HEALTHSCRIBE_JOB_MISMATCH',
+    );
+    await expectCode(
+      await withArtifacts({ sessionId: 's-1' }, transcript({ JobName: 'job-1' })),
+      'HEALTHSCRIBE_JOB_MISMATCH',
+    );
+    const e4 = await expectCode(
+      await withArtifacts({ sessionId: 's-1' }, transcript({ SessionId: 's-1' }), doc('s-2')),
+      'HEALTHSCRIBE_JOB_MISMATCH',
+    );
+    expect(e4.message).toContain('clinical document');
+    // The same session throughout, or files that name none: accepted.
+    const k = jwksOf(await testKey());
+    await verifyEnvelope(
+      await withArtifacts({ sessionId: 's-1' }, transcript({ SessionId: 's-1' }), doc('s-1')),
+      { keys: k },
+    );
+    await verifyEnvelope(await withArtifacts({ jobName: 'job-1' }, transcript({})), { keys: k });
   });
 
   it('rejects an unknown kid and a key of another tenant as KEY_UNKNOWN', async () => {

@@ -9,6 +9,7 @@ import { type ClassifiedSentence, classifySentences, type RemovedDraftSentence }
 import { checkLifecycle, type Envelope, type ReadEnvelope, readEnvelope } from './envelope.ts';
 import {
   type ClinicalDocument,
+  type HsFileAt,
   parseClinicalDocument,
   parseTranscript,
   sectionKey,
@@ -83,11 +84,12 @@ async function verifyRead({ envelope, raw }: ReadEnvelope, opts: VerifyOptions):
   }
   checkLifecycle(envelope);
   const artifacts = await resolveArtifacts(envelope, opts);
-  const transcript = parseTranscript(artifacts.transcript.json, ['healthscribe', 'transcript']);
-  const clinicalDocument = parseClinicalDocument(artifacts.clinicalDocument.json, [
-    'healthscribe',
-    'clinicalDocument',
-  ]);
+  const transcript = parseTranscript(artifacts.transcript.json, fileAt(artifacts.transcript));
+  const clinicalDocument = parseClinicalDocument(
+    artifacts.clinicalDocument.json,
+    fileAt(artifacts.clinicalDocument),
+  );
+  checkSameJob(envelope, transcript, clinicalDocument);
   checkReferences(envelope, transcript, clinicalDocument);
   const { sentences, removed } = classifySentences(envelope, clinicalDocument);
   return {
@@ -101,6 +103,59 @@ async function verifyRead({ envelope, raw }: ReadEnvelope, opts: VerifyOptions):
     sentences,
     removedDraftSentences: removed,
   };
+}
+
+/**
+ * Where a problem inside a HealthScribe file is reported: inline, its path in the envelope
+ * (`$.healthscribe.transcript.inline.Conversation…`); fetched, its path in the file and the file's URI.
+ */
+function fileAt(a: ResolvedArtifact): HsFileAt {
+  return a.source === 'inline' ? { prefix: ['healthscribe', a.name, 'inline'] } : { file: a.uri! };
+}
+
+/**
+ * The artifacts are the output of the job or session the envelope names, as far as they say (reference/healthscribe.md
+ * §4: evidence points at segments "of the same job/session"): a batch transcript names its JobName, a streaming one
+ * its SessionId, a streaming clinical document its SessionId. A file that names another job or session — or is
+ * from a streaming session when the envelope names a batch job, or the reverse — would tie the note to another
+ * encounter's audio. Values are not echoed (they may identify the encounter).
+ */
+export function checkSameJob(env: Envelope, transcript: Transcript, doc: ClinicalDocument): void {
+  const hs = env.healthscribe;
+  const mismatch = (file: string, field: string) => {
+    const own = hs.jobName !== undefined ? 'jobName' : 'sessionId';
+    return new ScribeError(
+      'HEALTHSCRIBE_JOB_MISMATCH',
+      `the ${file}'s ${field} is not the ${own === 'jobName' ? 'batch job' : 'streaming session'} the envelope names`,
+      { where: `$.healthscribe.${own}` },
+    );
+  };
+  if (hs.jobName !== undefined) {
+    if (
+      transcript.jobName !== undefined
+        ? transcript.jobName !== hs.jobName
+        : transcript.sessionId !== undefined
+    )
+      throw mismatch(
+        'transcript',
+        transcript.jobName !== undefined ? 'Conversation.JobName' : 'Conversation.SessionId',
+      );
+    if (doc.file.ClinicalDocumentation.SessionId !== undefined)
+      throw mismatch('clinical document', 'ClinicalDocumentation.SessionId');
+  } else if (hs.sessionId !== undefined) {
+    if (
+      transcript.sessionId !== undefined
+        ? transcript.sessionId !== hs.sessionId
+        : transcript.jobName !== undefined
+    )
+      throw mismatch(
+        'transcript',
+        transcript.sessionId !== undefined ? 'Conversation.SessionId' : 'Conversation.JobName',
+      );
+    const docSession = doc.file.ClinicalDocumentation.SessionId;
+    if (docSession !== undefined && docSession !== hs.sessionId)
+      throw mismatch('clinical document', 'ClinicalDocumentation.SessionId');
+  }
 }
 
 /** Every evidence SegmentId exists in the transcript; every draft pointer exists in the clinical document. */

@@ -24,6 +24,7 @@
  * evidence[] of {segmentId, begin, end, role}.
  */
 import type { ClassifiedSentence } from '../contract/edits.ts';
+import { sectionKey } from '../contract/healthscribe.ts';
 import type { VerifiedNote } from '../contract/verify.ts';
 import type { Vars } from './expr.ts';
 import {
@@ -105,7 +106,7 @@ class SentenceVar {
     this.id = s.id;
     this.text = s.text;
     this.section = s.section;
-    this.sectionKey = s.section.trim().toUpperCase();
+    this.sectionKey = sectionKey(s.section);
     this.sectionIndex = s.sectionIndex;
     this.index = s.index;
     this.number = number;
@@ -232,7 +233,7 @@ export function buildVars(
       });
     return {
       name: section.name,
-      key: section.name.trim().toUpperCase(),
+      key: sectionKey(section.name),
       index: sectionIndex,
       number: sectionIndex + 1,
       defaultTitle: titleFromToken(section.name),
