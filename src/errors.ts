@@ -119,6 +119,12 @@ export const ERROR_CODES = {
     issue: 'security',
     hint: "Publish the review application's public key in this tenant's JWKS, or sign with a key that is in it.",
   },
+  KEYS_REFRESH_PENDING: {
+    status: 503,
+    disposition: 'retry',
+    issue: 'transient',
+    hint: "The tenant's JWKS URL is read again at most every 30 s: send the note again after that (from SQS it is retried by itself). If the key id is still not published then, the note is refused as KEY_UNKNOWN.",
+  },
   KEYS_INVALID: {
     // The tenant's keys are the deployment's to fix: the note is not at fault and is taken once they are.
     status: 503,

@@ -142,11 +142,10 @@ destinations:
         );
 
       expect(await outcome(intake.ingest(await note('n-1', oldKey), 'http'))).toBe('accepted');
-      // The review application rotates: the JWKS now holds only the new key.
+      // The review application rotates: the JWKS now holds only the new key. A file is read again at once when a
+      // signature names a key id the cached keys lack (a URL only every 30 s: the next test).
       writeFileSync(jwksFile, JSON.stringify(jwksOf(newKey)));
-      now += 5_000; // within the cooldown of the first read: the cached keys answer
-      expect(await outcome(intake.ingest(await note('n-2', newKey), 'http'))).toBe('KEY_UNKNOWN');
-      now += 30_000; // past it: the unknown kid reads the keys again
+      now += 5_000;
       expect(await outcome(intake.ingest(await note('n-2', newKey), 'http'))).toBe('accepted');
       // The cached keys (read at the last refresh) still hold only the new key: the old one is refused.
       expect(await outcome(intake.ingest(await note('n-3', oldKey), 'http'))).toBe('KEY_UNKNOWN');
@@ -169,6 +168,69 @@ destinations:
       );
       expect(await outcome(intake.ingest(retraction, 'http'))).toBe('accepted');
     } finally {
+      await ledger.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('from a JWKS URL, a key rotated in within 30 s of the last read is not refused for good: KEYS_REFRESH_PENDING (retry), then accepted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sb-rotation-url-'));
+    const ledger = await Ledger.open('pglite://memory');
+    const [oldKey, newKey] = [await testKey('ES256', 'url-2025'), await testKey('ES256', 'url-2026')];
+    const saved = publicJwks;
+    publicJwks = JSON.stringify(jwksOf(oldKey));
+    try {
+      writeFileSync(
+        join(dir, 'config.yaml'),
+        `store: pglite://./data
+tenants:
+  - id: riverside-clinic
+    reviewKeys: ${base}/jwks.json
+    destinations: [ehr]
+destinations:
+  - id: ehr
+    type: file
+    directory: ./out
+    mapping: us-core-docref
+`,
+      );
+      let now = 2_000_000;
+      const intake = new Intake({
+        config: await loadConfig(join(dir, 'config.yaml'), {}),
+        ledger,
+        mappings: new MappingRegistry(),
+        conformance: await testConformance(),
+        now: () => now,
+        keysTransport: () => new HttpTransport({ ca: pair!.cert }),
+      });
+      const note = async (noteId: string, key: Awaited<ReturnType<typeof testKey>>) =>
+        bytesOf(await signed(envelopeJson({ noteId }), key));
+      const outcome = (p: Promise<{ outcome: string }>) =>
+        p.then(
+          (r) => r.outcome,
+          (e: ScribeError) => `${e.code}/${e.disposition}`,
+        );
+      const reads = () => hits.get('/jwks.json') ?? 0;
+      const before = reads();
+      expect(await outcome(intake.ingest(await note('u-1', oldKey), 'http'))).toBe('accepted');
+      publicJwks = JSON.stringify(jwksOf(oldKey, newKey));
+      now += 5_000; // within 30 s of the read: the URL is not read again, and the new kid is not refused for good
+      expect(await outcome(intake.ingest(await note('u-2', newKey), 'http'))).toBe(
+        'KEYS_REFRESH_PENDING/retry',
+      );
+      expect(await outcome(intake.ingest(await note('u-2', newKey), 'http'))).toBe(
+        'KEYS_REFRESH_PENDING/retry',
+      );
+      expect(reads() - before).toBe(1);
+      now += 30_000; // past it: the unknown kid reads the keys again, and the note (sent again) is taken
+      expect(await outcome(intake.ingest(await note('u-2', newKey), 'http'))).toBe('accepted');
+      expect(reads() - before).toBe(2);
+      // A kid that is still not published after the read is refused for good.
+      now += 31_000;
+      const stranger = await testKey('ES256', 'never-published');
+      expect(await outcome(intake.ingest(await note('u-3', stranger), 'http'))).toBe('KEY_UNKNOWN/reject');
+    } finally {
+      publicJwks = saved;
       await ledger.close();
       rmSync(dir, { recursive: true, force: true });
     }

@@ -21,6 +21,8 @@ describe('parseArtifactUri', () => {
       { scheme: 's3', bucket: 's3-logs', key: 'k', region: 'us-east-1' },
     ],
     ['file:../hs/transcript%20one.json', { scheme: 'file', path: '../hs/transcript one.json' }],
+    ["file:a-b_c.d~/(x)!$&'+,;=:@.json", { scheme: 'file', path: "a-b_c.d~/(x)!$&'+,;=:@.json" }],
+    ['s3://hs-output/enc%3F1/t.json', { scheme: 's3', bucket: 'hs-output', key: 'enc?1/t.json' }],
   ])('%s', (uri, expected) => {
     expect(parseArtifactUri(uri)).toEqual(expected);
   });
@@ -32,6 +34,16 @@ describe('parseArtifactUri', () => {
     'file://host/x',
     'https://example.com/x',
     's3://b/%E0%A4%A',
+    // RFC 3986: a raw space, query or fragment is not part of a file path (percent-encode them).
+    'file:../hs space/transcript.json',
+    'file:transcript.json?x=1',
+    'file:transcript.json#x',
+    'file:résumé.json',
+    // Userinfo is not a bucket; an https S3 URI carries no query.
+    'https://evil.com@hs-output.s3.us-east-1.amazonaws.com/k',
+    'https://s3.us-east-1.amazonaws.com/Not_A_Bucket/k',
+    's3://a/k',
+    'https://hs-output.s3.us-east-1.amazonaws.com/k?versionId=1',
   ])('rejects %s', (uri) => {
     expect(() => parseArtifactUri(uri)).toThrow(ScribeError);
     try {

@@ -63,6 +63,27 @@ function decodeKey(key: string, uri: string): string {
   }
 }
 
+/** An S3 bucket name (3–63 lower-case letters, digits, dots and hyphens): `evil.com@bucket` is no bucket. */
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+/** An RFC 3986 path: unreserved, sub-delims, ':' '@' '/', and percent-encodings — nothing else raw. */
+const RFC3986_PATH = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})+$/;
+
+function s3Location(uri: string, bucket: string, key: string, region?: string): ArtifactLocation {
+  if (!BUCKET.test(bucket)) {
+    throw new ScribeError('ARTIFACT_URI_INVALID', 'the artifact URI does not name a valid S3 bucket', {
+      where: uri,
+      hint: 'Use s3://bucket/key, https://s3.<region>.amazonaws.com/bucket/key or https://bucket.s3.<region>.amazonaws.com/key.',
+    });
+  }
+  if (uri.startsWith('https:') && /[?#]/.test(key)) {
+    throw new ScribeError('ARTIFACT_URI_INVALID', 'an https artifact URI may not carry a query or fragment', {
+      where: uri,
+      hint: 'Give the object by bucket and key alone (percent-encode a "?" or "#" that is part of the key).',
+    });
+  }
+  return { scheme: 's3', bucket, key: decodeKey(key, uri), ...(region ? { region } : {}) };
+}
+
 /** Parses every URI form the spec allows. `file:` is accepted here; callers decide whether it is allowed. */
 export function parseArtifactUri(uri: string): ArtifactLocation {
   if (uri.startsWith('s3://')) {
@@ -71,17 +92,24 @@ export function parseArtifactUri(uri: string): ArtifactLocation {
     if (slash <= 0 || slash === rest.length - 1) {
       throw new ScribeError('ARTIFACT_URI_INVALID', 'an s3:// URI needs a bucket and a key', { where: uri });
     }
-    return { scheme: 's3', bucket: rest.slice(0, slash), key: decodeKey(rest.slice(slash + 1), uri) };
+    return s3Location(uri, rest.slice(0, slash), rest.slice(slash + 1));
   }
   let m = S3_HTTPS_VHOST.exec(uri);
-  if (m) {
-    return { scheme: 's3', bucket: m[1]!, key: decodeKey(m[3]!, uri), ...(m[2] ? { region: m[2] } : {}) };
-  }
+  if (m) return s3Location(uri, m[1]!, m[3]!, m[2]);
   m = S3_HTTPS_PATH.exec(uri);
-  if (m)
-    return { scheme: 's3', bucket: m[2]!, key: decodeKey(m[3]!, uri), ...(m[1] ? { region: m[1] } : {}) };
+  if (m) return s3Location(uri, m[2]!, m[3]!, m[1]);
   if (uri.startsWith('file:')) {
     const raw = uri.slice(5);
+    if (raw !== '' && !raw.startsWith('//') && !RFC3986_PATH.test(raw)) {
+      throw new ScribeError(
+        'ARTIFACT_URI_INVALID',
+        'a file: URI holds a character RFC 3986 requires percent-encoded (a space, "?", "#", non-ASCII, …)',
+        {
+          where: uri,
+          hint: 'Percent-encode it (a space as %20, "?" as %3F, "#" as %23), like file:my%20notes/transcript.json.',
+        },
+      );
+    }
     if (raw === '' || raw.startsWith('//')) {
       throw new ScribeError(
         'ARTIFACT_URI_INVALID',

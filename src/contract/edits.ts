@@ -30,14 +30,19 @@ export interface RemovedDraftSentence {
   readonly text: string;
 }
 
+/** Unicode's White_Space property (TAB–CR, space, NEL, NBSP, the Zs spaces, LS, PS, …). */
+const WS_RUN = /\p{White_Space}+/gu;
+const WS_EDGES = /^\p{White_Space}+|\p{White_Space}+$/gu;
+
 /**
  * The spec's norm(x): trim, drop one leading "- ", replace every run of whitespace with one space, trim.
- * "Whitespace" is JavaScript's `\s` (Unicode White_Space plus line terminators), the same set `trim` uses.
+ * "Whitespace" is Unicode's White_Space property — not JavaScript's `\s` / `trim`, which also count U+FEFF (an
+ * invisible zero-width no-break space: a sentence holding one is not the draft's words) and miss U+0085 (NEL).
  */
 export function norm(x: string): string {
-  let s = x.trim();
+  let s = x.replace(WS_EDGES, '');
   if (s.startsWith('- ')) s = s.slice(2);
-  return s.replace(/\s+/gu, ' ').trim();
+  return s.replace(WS_RUN, ' ').replace(WS_EDGES, '');
 }
 
 /** Classifies every sentence. Draft pointers must already be checked (see `checkReferences`). */

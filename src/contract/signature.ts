@@ -54,6 +54,7 @@ export function parseJwks(json: unknown, source = 'JWKS'): Jwks {
     throw new ScribeError('KEYS_INVALID', `${source} is not a JWK Set: it needs a "keys" array`);
   }
   const out: JWK[] = [];
+  let withoutKid = 0;
   keys.forEach((k: unknown, i) => {
     if (!k || typeof k !== 'object' || typeof (k as JWK).kty !== 'string') {
       throw new ScribeError('KEYS_INVALID', `key ${i} of ${source} is not a JWK (no "kty")`, {
@@ -61,13 +62,23 @@ export function parseJwks(json: unknown, source = 'JWKS'): Jwks {
       });
     }
     const jwk = { ...(k as JWK) } as Record<string, unknown>;
+    // A signature names its key by kid (required in the header), so a key without one can never be chosen; a
+    // published set may hold such keys (kid is optional in RFC 7517, e.g. an encryption key): they are left out.
     if (typeof jwk['kid'] !== 'string' || jwk['kid'] === '') {
-      throw new ScribeError('KEYS_INVALID', `key ${i} of ${source} has no "kid"`, { where: `$.keys[${i}]` });
+      withoutKid++;
+      return;
     }
     if (jwk['kty'] === 'oct') return; // symmetric keys can only serve HMAC, which is forbidden
     for (const m of PRIVATE_MEMBERS) delete jwk[m];
+    // A public key may only verify: "sign" beside "verify" in key_ops (a key pair's ops copied to its public half)
+    // would make WebCrypto refuse to import it. Only "verify" is kept; without it the key is refused at use.
+    const ops = jwk['key_ops'];
+    if (Array.isArray(ops) && ops.includes('verify')) jwk['key_ops'] = ['verify'];
     out.push(jwk as JWK);
   });
+  if (keys.length > 0 && withoutKid === keys.length) {
+    throw new ScribeError('KEYS_INVALID', `no key of ${source} has a "kid"`, { where: '$.keys' });
+  }
   return { keys: out };
 }
 

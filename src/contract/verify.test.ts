@@ -14,7 +14,7 @@ import {
 import { ScribeError } from '../errors.ts';
 import { sha256Hex } from './artifacts.ts';
 import type { JsonValue } from './json.ts';
-import { canonicalJson, signEnvelope, signedContent } from './signature.ts';
+import { canonicalJson, parseJwks, signEnvelope, signedContent } from './signature.ts';
 import { verifyEnvelope } from './verify.ts';
 
 type Obj = { [k: string]: JsonValue };
@@ -149,6 +149,27 @@ describe('verifyEnvelope', () => {
     const theirs = await testKey('ES256', 'harbor-1');
     const env = await signed(envelopeJson(), theirs);
     await expectCode(bytesOf(env), 'KEY_UNKNOWN', jwksOf(ours));
+  });
+
+  it('uses a published key set as it is: keys without a kid left out, a public key whose key_ops also say "sign"', async () => {
+    const key = await testKey('ES256', 'review-1');
+    const env = bytesOf(await signed(envelopeJson(), key));
+    const other = await testKey('ES256', 'other');
+    const { kid: _kid, ...noKid } = other.publicJwk;
+    const published = parseJwks({
+      keys: [
+        { ...noKid, use: 'enc' },
+        { ...key.publicJwk, key_ops: ['sign', 'verify'] },
+      ],
+    });
+    expect(published.keys).toHaveLength(1);
+    const v = await verifyEnvelope(env, { keys: published });
+    expect(v.signature).toMatchObject({ kid: 'review-1', verified: true });
+    // A set with no kid at all is the deployment's to fix (retried, not a refusal of the note).
+    expect(() => parseJwks({ keys: [noKid] })).toThrow(/no key of JWKS has a "kid"/);
+    // key_ops without "verify" still refuses the key, saying why.
+    const signOnly = parseJwks({ keys: [{ ...key.publicJwk, key_ops: ['sign'] }] });
+    expect((await expectCode(env, 'SIGNATURE_INVALID', signOnly)).message).toContain('key_ops');
   });
 
   it('rejects a signature by another key under a known kid', async () => {

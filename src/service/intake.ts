@@ -46,6 +46,8 @@ export interface IntakeDeps {
   readonly verifyingAtOnce?: number;
   /** The clock of the review-key cache (tests step it); default Date.now. */
   readonly now?: () => number;
+  /** The transport a tenant's JWKS URL is fetched with (tests give one trusting their own CA). */
+  readonly keysTransport?: () => HttpTransport;
 }
 
 /** The identifiers a destination receives, for the trace: FHIR identifiers, or MDM's TXA-12.1 and MSH-10. */
@@ -118,12 +120,14 @@ export class TenantKeys {
 
   /**
    * After a signature named a key id the cached keys lack: the review application may have rotated its key, so
-   * the keys are read again — at most once per KEYS_REFRESH_COOLDOWN_MS per tenant, so a flood of unknown key ids
-   * cannot hammer the JWKS host. Undefined when the cooldown holds (the caller keeps its answer).
+   * the keys are read again. A file is read again every time (local and cheap); a JWKS URL at most once per
+   * KEYS_REFRESH_COOLDOWN_MS per tenant, so a flood of unknown key ids cannot hammer its host — within the cooldown
+   * the answer is `'cooldown'`: the keys were not read, so the key id cannot be called unknown yet.
    */
-  refresh(tenant: string): Promise<Jwks> | undefined {
+  refresh(tenant: string): Promise<Jwks> | 'cooldown' {
     const c = this.#cache.get(tenant);
-    if (c && this.#now() - c.at < KEYS_REFRESH_COOLDOWN_MS) return undefined;
+    const url = this.#config.tenants.find((x) => x.id === tenant)?.reviewKeys.kind === 'url';
+    if (url && c && this.#now() - c.at < KEYS_REFRESH_COOLDOWN_MS) return 'cooldown';
     return this.#reload(tenant);
   }
 
@@ -210,7 +214,7 @@ export class Intake {
 
   constructor(deps: IntakeDeps) {
     this.#d = deps;
-    this.#keys = new TenantKeys(deps.config, undefined, deps.now);
+    this.#keys = new TenantKeys(deps.config, deps.keysTransport, deps.now);
     this.#slots = { free: Math.max(1, deps.verifyingAtOnce ?? 4), waiting: [] };
     const recorded = <T>(r: T): T => {
       try {
@@ -263,9 +267,17 @@ export class Intake {
     try {
       return await verifyEnvelope(read, { keys: await this.#keys.get(tenant), ...this.#artifactDeps() });
     } catch (e) {
-      const fresh =
-        e instanceof ScribeError && e.code === 'KEY_UNKNOWN' ? this.#keys.refresh(tenant) : undefined;
-      if (!fresh) throw e;
+      if (!(e instanceof ScribeError) || e.code !== 'KEY_UNKNOWN' || e.where === '$.tenant') throw e;
+      const fresh = this.#keys.refresh(tenant);
+      if (fresh === 'cooldown') {
+        // A key rotated in since the keys were read moments ago must not be refused for good: retried, the note
+        // meets keys read again (SQS redelivers it; an HTTP sender is told 503).
+        throw new ScribeError(
+          'KEYS_REFRESH_PENDING',
+          `the signature names a key id this tenant's JWKS did not hold when it was read, less than ${KEYS_REFRESH_COOLDOWN_MS / 1000} s ago`,
+          { where: e.where ?? '$.signature.jws' },
+        );
+      }
       return verifyEnvelope(read, { keys: await fresh, ...this.#artifactDeps() });
     }
   }
