@@ -555,10 +555,14 @@ export function buildTransaction(input: Vars): unknown {
           url: 'https://fhir.scribe-bridge.dev/StructureDefinition/audio-offset',
           valueRange: { low: seconds(ev.begin), high: seconds(ev.end) },
         },
-        {
-          url: 'https://fhir.scribe-bridge.dev/StructureDefinition/participant-role',
-          ...(ev.role ? { valueString: ev.role } : {}),
-        },
+        ...(ev.role
+          ? [
+              {
+                url: 'https://fhir.scribe-bridge.dev/StructureDefinition/participant-role',
+                valueString: ev.role,
+              },
+            ]
+          : []),
       ],
     }));
     if (s.draft) {

@@ -41,8 +41,8 @@ describe('parseArtifactUri', () => {
     'file:résumé.json',
     // Userinfo is not a bucket; an https S3 URI carries no query.
     'https://evil.com@hs-output.s3.us-east-1.amazonaws.com/k',
-    'https://s3.us-east-1.amazonaws.com/Not_A_Bucket/k',
-    's3://a/k',
+    'https://s3.us-east-1.amazonaws.com/a:b/k',
+    's3://.a/k',
     'https://hs-output.s3.us-east-1.amazonaws.com/k?versionId=1',
   ])('rejects %s', (uri) => {
     expect(() => parseArtifactUri(uri)).toThrow(ScribeError);

@@ -63,8 +63,11 @@ function decodeKey(key: string, uri: string): string {
   }
 }
 
-/** An S3 bucket name (3–63 lower-case letters, digits, dots and hyphens): `evil.com@bucket` is no bucket. */
-const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+/**
+ * An S3 bucket name: letters, digits, dots, hyphens and underscores (AWS's rules, loosened for legacy names and
+ * S3-compatible servers): `evil.com@bucket` or `host:port` is no bucket.
+ */
+const BUCKET = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
 /** An RFC 3986 path: unreserved, sub-delims, ':' '@' '/', and percent-encodings — nothing else raw. */
 const RFC3986_PATH = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})+$/;
 

@@ -31,7 +31,6 @@ const carriedText = z
   .refine((s) => s.isWellFormed(), {
     message: 'contains a lone UTF-16 surrogate (\\uD800–\\uDFFF unpaired)',
   });
-const deliveredName = carriedText.refine((s) => s.trim() !== '', { message: 'is empty or only whitespace' });
 
 const Span = z.looseObject({
   SegmentId: z.string(),
@@ -78,7 +77,7 @@ const TranscriptSegment = z.looseObject({
   Content: carriedText,
   BeginAudioTime: seconds,
   EndAudioTime: seconds,
-  ParticipantDetails: z.looseObject({ ParticipantRole: deliveredName }),
+  ParticipantDetails: z.looseObject({ ParticipantRole: carriedText }),
   SectionDetails: z.looseObject({ SectionName: carriedText }).optional(),
 });
 

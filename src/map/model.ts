@@ -137,7 +137,10 @@ class SentenceVar {
         segmentId,
         begin: seg.BeginAudioTime,
         end: seg.EndAudioTime,
-        role: seg.ParticipantDetails.ParticipantRole,
+        // A role of only spaces says nothing: given as empty, like no role (FHIR strings need non-whitespace).
+        role: NON_BLANK.test(seg.ParticipantDetails.ParticipantRole)
+          ? seg.ParticipantDetails.ParticipantRole
+          : '',
       };
     });
     return this.#evidence;

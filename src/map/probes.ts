@@ -70,7 +70,16 @@ function probeEnvelope(spec: ProbeSpec): { [k: string]: JsonValue } {
       BeginAudioTime: i * 3.25,
       EndAudioTime: i * 3.25 + 2.5,
       ParticipantDetails: {
-        ParticipantRole: i % 3 === 0 ? 'CLINICIAN_0' : i % 3 === 1 ? 'PATIENT_0' : 'PATIENT_1',
+        // The blank probe also has segments with no speaker role (empty, or spaces: a mapping must not emit
+        // an extension without a value for them).
+        ParticipantRole:
+          spec.blank && i % 4 === 0
+            ? BLANK_TEXTS[(i / 4) % 2]!
+            : i % 3 === 0
+              ? 'CLINICIAN_0'
+              : i % 3 === 1
+                ? 'PATIENT_0'
+                : 'PATIENT_1',
       },
       SectionDetails: { SectionName: 'SUBJECTIVE' },
     });
