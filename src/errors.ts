@@ -64,6 +64,12 @@ export const ERROR_CODES = {
     issue: 'too-long',
     hint: 'Send a smaller body: an envelope is at most 32 MB (give the HealthScribe artifacts by S3 reference, uri + sha256), a replay request at most 1 MB.',
   },
+  REQUEST_BODY_UNREADABLE: {
+    status: 400,
+    disposition: 'reject',
+    issue: 'invalid',
+    hint: 'Send the envelope as its JSON bytes, uncompressed or with Content-Encoding gzip, deflate or br, complete.',
+  },
   ENVELOPE_DUPLICATE_MEMBER: {
     status: 400,
     disposition: 'reject',
@@ -488,7 +494,9 @@ export class ScribeError extends Error {
     this.where = where;
     this.hint = hint;
     this.disposition = opts.disposition ?? info.disposition;
-    this.status = info.status;
+    // A code that is usually final but retried this time (a retraction whose revision has not arrived yet) is
+    // answered as the temporary condition it is: 503, so an HTTP sender sends again, as SQS redelivers.
+    this.status = this.disposition === 'retry' && info.status < 500 ? 503 : info.status;
     this.issues = opts.issues ?? [];
   }
 

@@ -68,6 +68,18 @@ describe('scribe-bridge verify', () => {
     const r = await run(['verify', `${valid}/hp-typical.json`]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--keys/);
+    // Also those a command finds itself (USAGE), not only the argument parser's.
+    const send = await run([
+      'send',
+      '--mllp',
+      'nohostport',
+      `${valid}/hp-typical.json`,
+      '--keys',
+      'fixtures/keys',
+    ]);
+    expect([send.code, send.stderr]).toEqual([2, expect.stringContaining('error USAGE')]);
+    const replay = await run(['dead-letters', 'replay', '--delivery', 'abc']);
+    expect([replay.code, replay.stderr]).toEqual([2, expect.stringContaining('error USAGE')]);
   });
 });
 
@@ -199,6 +211,8 @@ describe('scribe-bridge mappings', () => {
     expect(r.stdout).toMatch(
       /PASS us-core-docref × hp-typical\n {2}sentences\s+47 \/ 47\s+carried\n {2}evidence links\s+0 \/ 269\s+carried/,
     );
+    const missing = await run(['mappings', 'test', '--envelopes', 'no/such/folder']);
+    expect([missing.code, missing.stderr]).toEqual([1, expect.stringContaining('FILE_UNREADABLE')]);
   });
 });
 

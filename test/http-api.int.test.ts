@@ -6,6 +6,7 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import type { JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashToken } from '../src/config/index.ts';
@@ -112,6 +113,46 @@ describe('HTTP API', () => {
     expect(huge.status).toBe(413);
     expect(await code(huge)).toBe('ENVELOPE_TOO_LARGE');
     expect((await post(dap, TOKENS.intake)).status).toBe(200);
+  }, 60_000);
+
+  it('answers an early retraction (its revision not arrived yet) 503 to send again, not a final 422', async () => {
+    const env = JSON.parse(readFileSync(`${fixtures}envelopes/valid/dap-depression.json`, 'utf8'));
+    env.noteId = 'enc-early-retraction';
+    const privateKeys = JSON.parse(
+      readFileSync(`${fixtures}keys/riverside-clinic.private.jwks.json`, 'utf8'),
+    ) as { keys: JWK[] };
+    const { kid } = peekJwsHeader(env.signature.jws);
+    const key = privateKeys.keys.find((k) => k.kid === kid)!;
+    const sign = async (e: object) =>
+      JSON.stringify(await signEnvelope(e as typeof env, key, { kid, alg: key.alg as SignatureAlg }));
+    expect((await post(await sign(env), TOKENS.intake)).status).toBe(202);
+    const r3 = { ...env, revision: 3, replaces: 2, status: 'entered-in-error' };
+    const early = await post(await sign(r3), TOKENS.intake);
+    expect(early.status).toBe(503);
+    expect(await code(early)).toBe('MAPPING_PRIOR_REQUIRED');
+  }, 60_000);
+
+  it('answers a body it cannot read (unknown or corrupt Content-Encoding) 400 REQUEST_BODY_UNREADABLE, and takes gzip', async () => {
+    const dap = readFileSync(`${fixtures}envelopes/valid/dap-depression.json`);
+    const send = (body: Buffer, encoding: string) =>
+      fetch(`${api.base}/v1/notes`, {
+        method: 'POST',
+        body: new Uint8Array(body),
+        headers: {
+          'content-type': 'application/json',
+          'content-encoding': encoding,
+          authorization: `Bearer ${TOKENS.intake}`,
+        },
+      });
+    for (const [body, encoding] of [
+      [dap, 'foo'],
+      [Buffer.from('not gzip at all'), 'gzip'],
+    ] as const) {
+      const res = await send(body, encoding);
+      expect(res.status).toBe(400);
+      expect(await code(res)).toBe('REQUEST_BODY_UNREADABLE');
+    }
+    expect([200, 202]).toContain((await send(gzipSync(dap), 'gzip')).status);
   }, 60_000);
 
   it('refuses a HealthScribe file carrying a control character with 422 HEALTHSCRIBE_SCHEMA at its path, not a 500', async () => {

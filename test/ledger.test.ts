@@ -232,6 +232,54 @@ describe.each(['pglite', 'postgres'] as const)('ledger on %s', (kind) => {
     }
   });
 
+  it('lists dead letters of the tenants a token is limited to, and of every tenant without a limit', async () => {
+    const dest = name('dl');
+    for (const tenant of ['tenant-a', 'tenant-b']) {
+      await ledger.recordRevision(input(name(tenant), 1, [dest], { tenant }));
+      const [c] = await ledger.claimDue(dest, claim('w1'));
+      await ledger.recordAttempt(c!.id, 'w1', ok('rejected', { errorCode: 'X' }));
+    }
+    const of = async (tenants?: string[]) =>
+      (await ledger.deadLetters({ destination: dest, ...(tenants ? { tenants } : {}) })).deliveries
+        .map((d) => d.tenant)
+        .sort();
+    expect(await of(['tenant-a'])).toEqual(['tenant-a']);
+    expect(await of(['tenant-b', 'tenant-a'])).toEqual(['tenant-a', 'tenant-b']);
+    expect(await of([])).toEqual([]);
+    expect(await of()).toEqual(['tenant-a', 'tenant-b']);
+  });
+
+  only('postgres', it)(
+    'a database that stops accepting connections answers LEDGER_UNAVAILABLE (retry), not a defect',
+    async () => {
+      const name2 = `sb_test_${randomBytes(6).toString('hex')}`;
+      await pgAdmin(`create database ${name2}`);
+      const d = await openLedger(`${PG_BASE}/${name2}`);
+      try {
+        await d.query('select 1');
+        await pgAdmin(`alter database ${name2} allow_connections false`);
+        await pgAdmin(`select pg_terminate_backend(pid) from pg_stat_activity where datname = '${name2}'`);
+        const err = await d.query('select 1').then(
+          () => undefined,
+          (e: unknown) => e as ScribeError,
+        );
+        // The pool may first see its terminated connection, then the refusal on reconnecting: both are "down".
+        const again = err ?? (await d.query('select 1').catch((e: unknown) => e as ScribeError));
+        const e2 = await d.query('select 1').catch((e: unknown) => e as ScribeError);
+        for (const e of [again, e2]) {
+          expect(e).toBeInstanceOf(ScribeError);
+          expect([(e as ScribeError).code, (e as ScribeError).disposition]).toEqual([
+            'LEDGER_UNAVAILABLE',
+            'retry',
+          ]);
+        }
+      } finally {
+        await d.close();
+        await pgAdmin(`drop database if exists ${name2} with (force)`);
+      }
+    },
+  );
+
   it('claims each revision of a note only after the previous one is delivered there', async () => {
     const note = name('order');
     const [fast, slow] = [name('fast'), name('slow')];

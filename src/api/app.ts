@@ -271,15 +271,25 @@ export function createApp(deps: ApiDeps): express.Express {
     send(res, new ScribeError('NOT_FOUND', 'no such endpoint', { hint: 'See README § HTTP API.' }));
   });
   // express 5 passes errors thrown by handlers here (e.g. a body over the size limit).
-  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    const { status, limit } = err as { status?: number; limit?: number };
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const { status, limit, type } = err as { status?: number; limit?: number; type?: string };
     const mb = typeof limit === 'number' ? `${Math.round(limit / 1024 / 1024)} MB` : 'the limit';
-    send(
-      res,
-      status === 413
-        ? new ScribeError('ENVELOPE_TOO_LARGE', `the request body is larger than ${mb}`, { where: 'body' })
-        : toScribeError(err),
-    );
+    if (status === 413) {
+      send(
+        res,
+        new ScribeError('ENVELOPE_TOO_LARGE', `the request body is larger than ${mb}`, { where: 'body' }),
+      );
+    } else if (err instanceof ScribeError || status === undefined || status >= 500) {
+      send(res, toScribeError(err));
+    } else {
+      // The body parser's own refusals (an unsupported or corrupt Content-Encoding, a body cut short): the request
+      // is at fault, said as such — body-parser's messages name the encoding or the failure, never content.
+      const what =
+        type === 'encoding.unsupported'
+          ? `the Content-Encoding is not supported (${JSON.stringify(String(req.headers['content-encoding'] ?? '').slice(0, 40))}): send identity, gzip, deflate or br`
+          : `the request body could not be read (${type ?? 'unreadable'})`;
+      send(res, new ScribeError('REQUEST_BODY_UNREADABLE', what, { where: 'body' }));
+    }
   });
   return app;
 }

@@ -7,7 +7,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { createTwoFilesPatch } from 'diff';
 import type { KeySource, VerifiedNote } from '../contract/verify.ts';
-import { toScribeError } from '../errors.ts';
+import { ScribeError, toScribeError } from '../errors.ts';
 import { type Rendering, render } from '../map/engine.ts';
 import type { Mapping } from '../map/mapping-file.ts';
 import { noteWithPrior } from './notes.ts';
@@ -34,7 +34,17 @@ export function goldenExtension(m: Mapping): string {
 }
 
 export async function envelopeFiles(dir: string): Promise<string[]> {
-  return (await readdir(dir))
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (e) {
+    throw new ScribeError(
+      'FILE_UNREADABLE',
+      `cannot read the envelope folder (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+      { where: dir, hint: 'Give --envelopes a folder of signed envelopes (*.json).' },
+    );
+  }
+  return names
     .filter((f) => f.endsWith('.json') && f !== 'manifest.json')
     .sort()
     .map((f) => join(dir, f));

@@ -284,6 +284,8 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     }
     const err = toScribeError(e);
     io.err(`error ${err.message}\n`);
-    return err instanceof ScribeError && err.code !== 'INTERNAL' ? EXIT.invalid : EXIT.internal;
+    if (err.code === 'INTERNAL') return EXIT.internal;
+    // A command line the command cannot use (caught by the command, not the argument parser) is a usage error too.
+    return err.code === 'USAGE' ? EXIT.usage : EXIT.invalid;
   }
 }

@@ -46,7 +46,12 @@ const fhirDate = z
   .string()
   .regex(/^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$/, 'must be a date: YYYY, YYYY-MM or YYYY-MM-DD')
   .refine(
-    (d) => d.length < 10 || new Date(`${d}T00:00:00Z`).toISOString().startsWith(d),
+    // (zod runs this even when the pattern failed: "1961-13-45" or a date-time must come out false, not throw)
+    (d) => {
+      if (d.length < 10) return true;
+      const t = new Date(`${d}T00:00:00Z`);
+      return !Number.isNaN(t.getTime()) && t.toISOString().startsWith(d);
+    },
     'must be a day of the calendar (no 31 April, no 29 February outside a leap year)',
   );
 const nonBlank = z

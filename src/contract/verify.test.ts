@@ -235,6 +235,12 @@ describe('verifyEnvelope', () => {
       expect(err.issues.map((i) => i.where.split(' ')[0])).toEqual(['$.patient.birthDate']);
       expect(err.issues[0]!.message).toContain('must be a day of the calendar');
     }
+    // Not a date at all: the pattern says so (the calendar check must not throw on them: it used to, a 500).
+    for (const bad of ['1961-13-45', '2026-11-20T14:02:00Z', '1961-1-1']) {
+      const err = await expectCode(JSON.stringify(await signed(withPatient(bad))), 'ENVELOPE_SCHEMA');
+      expect(err.issues[0]!.where.split(' ')[0]).toBe('$.patient.birthDate');
+      expect(err.issues[0]!.message).toContain('must be a date');
+    }
     const keys = jwksOf(await testKey());
     for (const good of ['2024-02-29', '2000-02-29', '1961-03', '1961', '1961-12-31'])
       await verifyEnvelope(bytesOf(await signed(withPatient(good))), { keys });

@@ -347,7 +347,9 @@ function mapPgError(e: unknown, location: string): unknown {
         code === '57P01' ||
         code === '57P02' ||
         code === '57P03' ||
-        code === '53300')) ||
+        code === '53300' ||
+        // 55000 is also other states; on connecting it is the database refusing connections (ALLOW_CONNECTIONS false)
+        (code === '55000' && /not currently accepting connections/.test(message)))) ||
     /Connection terminated|Client has encountered a connection error/.test(message);
   if (!down) return e;
   return new ScribeError(

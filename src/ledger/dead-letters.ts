@@ -82,7 +82,7 @@ export async function listDeadLetters(
   }>(
     `select id, tenant, note_id, revision::int as revision, destination, state, attempts, last_error_code, updated_at
      from deliveries
-     where state in ('rejected', 'failed') and ($1::text[] is null or tenant = any($1::text[]))
+     where state in ('rejected', 'failed') and ($1::jsonb is null or tenant in (select jsonb_array_elements_text($1::jsonb)))
        and ($2::text is null or destination = $2)
      order by updated_at, id limit $3`,
     [tenants, filter.destination ?? null, limit],
@@ -98,7 +98,7 @@ export async function listDeadLetters(
   }>(
     `select id, tenant, note_id, revision::int as revision, state_reason, received_at, updated_at
      from note_revisions
-     where state = 'dead-lettered' and ($1::text[] is null or tenant = any($1::text[]))
+     where state = 'dead-lettered' and ($1::jsonb is null or tenant in (select jsonb_array_elements_text($1::jsonb)))
      order by updated_at, id limit $2`,
     [tenants, limit],
   );
