@@ -529,6 +529,22 @@ export function isScribeError(e: unknown): e is ScribeError {
 }
 
 /** Wraps anything thrown into a ScribeError (INTERNAL unless it already is one). */
+/**
+ * Where an unexpected error came from, for the log line of a 500 or a failed receive: the error's class, its
+ * system or SQLSTATE code and the first frame of its stack (a path inside src/ or a package, and a line). Never
+ * its message, which may quote a value (a database error names the text it could not store).
+ */
+export function causeSummary(e: unknown): string | undefined {
+  const c = e instanceof ScribeError ? e.cause : e;
+  if (!(c instanceof Error)) return undefined;
+  const code = (c as { code?: unknown }).code;
+  const frame = c.stack
+    ?.split('\n')
+    .find((l) => l.trimStart().startsWith('at '))
+    ?.match(/((?:src|node_modules)\/[^\s():]+:\d+)/)?.[1];
+  return `${c.name}${typeof code === 'string' && /^[A-Z0-9_]{2,40}$/.test(code) ? ` ${code}` : ''}${frame ? ` at ${frame}` : ''}`;
+}
+
 export function toScribeError(e: unknown): ScribeError {
   if (e instanceof ScribeError) return e;
   return new ScribeError('INTERNAL', e instanceof Error ? e.name : 'non-error thrown', { cause: e });

@@ -8,7 +8,7 @@ import { timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Config } from '../config/index.ts';
 import { hashToken } from '../config/index.ts';
-import { ScribeError, toScribeError } from '../errors.ts';
+import { causeSummary, ScribeError, toScribeError } from '../errors.ts';
 import type { SqsDeadLetterQueue } from '../ingest/sqs-dead-letters.ts';
 import { auditPhiRead } from '../ledger/audit.ts';
 import type { Ledger } from '../ledger/ledger.ts';
@@ -36,6 +36,8 @@ export interface ApiDeps {
     route: string;
     status: number;
     code?: string;
+    /** For a 5xx: the underlying error's class, code and first stack frame (causeSummary), no message. */
+    cause?: string;
     ms: number;
   }) => void;
 }
@@ -48,6 +50,11 @@ interface Authed {
 }
 
 function send(res: Response, err: ScribeError): void {
+  res.locals['code'] = err.code;
+  if (err.status >= 500) {
+    const cause = causeSummary(err);
+    if (cause) res.locals['cause'] = cause;
+  }
   res.status(err.status).type('application/fhir+json').json(err.toOperationOutcome());
 }
 
@@ -94,6 +101,7 @@ export function createApp(deps: ApiDeps): express.Express {
         route: (req.route?.path as string | undefined) ?? 'unmatched',
         status: res.statusCode,
         ...(res.locals['code'] ? { code: res.locals['code'] as string } : {}),
+        ...(res.locals['cause'] ? { cause: res.locals['cause'] as string } : {}),
         ms: Math.round(performance.now() - t0),
       });
     });

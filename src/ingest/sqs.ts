@@ -28,7 +28,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import { isFifoQueue } from '../config/resolve.ts';
 import { type ObjectStore, parseArtifactUri, sha256Hex } from '../contract/artifacts.ts';
-import { type ErrorCode, ScribeError, toScribeError } from '../errors.ts';
+import { causeSummary, type ErrorCode, ScribeError, toScribeError } from '../errors.ts';
 import { fault } from '../service/faults.ts';
 import { awsRequestHandler, REQUEST_TIMEOUT_MS } from './aws-http.ts';
 
@@ -81,7 +81,7 @@ export type SqsLogEvent =
   | { event: 'sqs.handler-timeout'; messageId: string; seconds: number }
   | { event: 'sqs.dead-lettered'; messageId: string; code: ErrorCode }
   | { event: 'sqs.retry-later'; messageId: string; code: ErrorCode; delaySeconds: number }
-  | { event: 'sqs.receive-failed'; code: string };
+  | { event: 'sqs.receive-failed'; code: string; cause?: string; httpStatus?: number };
 
 /** What the handler did with a message. Every outcome is durable by the time it resolves. */
 export interface HandleResult {
@@ -308,7 +308,15 @@ export class SqsConsumer {
       } catch (e) {
         if (!this.#running) break;
         const code = (e as Error).name;
-        this.#o.log?.({ event: 'sqs.receive-failed', code });
+        // Why, without the message: the system error (ECONNREFUSED…) or the service's HTTP status.
+        const cause = causeSummary((e as { cause?: unknown }).cause ?? e);
+        const httpStatus = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+        this.#o.log?.({
+          event: 'sqs.receive-failed',
+          code,
+          ...(cause ? { cause } : {}),
+          ...(httpStatus ? { httpStatus } : {}),
+        });
         const wait = AUTH_ERRORS.has(code) ? RECEIVE_BACKOFF_MS[1] : backoffMs;
         await new Promise((r) => setTimeout(r, wait));
         backoffMs = Math.min(backoffMs * 2, RECEIVE_BACKOFF_MS[1]);
