@@ -260,6 +260,14 @@ describe.each(['pglite', 'postgres'] as const)('trace on %s', (store) => {
     }
     r = await w.get(q({ destination: 'ehr-mdm', controlId: 'NO-SUCH-ID' }), TRACE_TOKENS.auditor);
     expect([r.status, code(r.body)]).toEqual([404, 'NOT_FOUND']);
+    const unknownAnswer = r.body;
+    // An auditor limited to another tenant learns nothing from an MSH-10 of riverside-clinic: the same 404 as an
+    // unknown one (asking by tenant and note id, which names the tenant, stays 403).
+    const riverside = w.mllp.received.find((m) => m.raw.includes('riverside-clinic'))!;
+    r = await w.get(q({ destination: 'ehr-mdm', controlId: riverside.controlId }), TRACE_TOKENS.harborAuditor);
+    expect([r.status, r.body]).toEqual([404, unknownAnswer]);
+    r = await w.get(q(hp), TRACE_TOKENS.harborAuditor);
+    expect([r.status, code(r.body)]).toEqual([403, 'FORBIDDEN']);
     // A destination this service does not have is a mistake in the query, not an absent document.
     r = await w.get(q({ destination: 'no-such-destination', controlId: 'X' }), TRACE_TOKENS.auditor);
     expect([r.status, code(r.body)]).toEqual([400, 'USAGE']);

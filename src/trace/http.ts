@@ -14,7 +14,7 @@ import type { Ledger } from '../ledger/ledger.ts';
 import { TenantKeys } from '../service/intake.ts';
 import { FHIR_EXPORT_CONTENT_TYPE, traceToFhir, wantsFhir } from './fhir.ts';
 import { includeTranscript, parseTraceQuery, traceQueryParams } from './query.ts';
-import { readTrace } from './trace.ts';
+import { noMatch, readTrace } from './trace.ts';
 import type { TraceQuery } from './types.ts';
 
 /** The authenticated caller, as `requireRole` leaves it in `res.locals.who`. */
@@ -83,7 +83,16 @@ export function traceHandler(deps: { readonly config: Config; readonly ledger: L
         format: fhir ? 'fhir' : req.get('x-scribe-bridge-view') === 'audit-page' ? 'html' : 'json',
       });
       if (!found) return fail(res, trace as ScribeError);
-      if (!allowed) return fail(res, new ScribeError('FORBIDDEN', 'this token may not read that tenant'));
+      // A query that names the tenant learns nothing new from 403; one by an EHR's identifier, id or message
+      // number would learn that another tenant has that document: it is answered as if nothing matched
+      // (the audit record keeps the truth, 403).
+      if (!allowed)
+        return fail(
+          res,
+          query.kind === 'note'
+            ? new ScribeError('FORBIDDEN', 'this token may not read that tenant')
+            : noMatch(query),
+        );
       if (fhir)
         res
           .set('cache-control', 'no-store')

@@ -188,6 +188,11 @@ async function notFound(db: Queryable, query: TraceQuery): Promise<ScribeError> 
         hint: `Its revisions are ${rows.map((r) => r.revision).join(', ')}; leave out revision for all of them.`,
       });
   }
+  return noMatch(query);
+}
+
+/** The answer to a query nothing matches — also to one that matches only a tenant the caller may not read. */
+export function noMatch(query: TraceQuery): ScribeError {
   return new ScribeError('NOT_FOUND', `no delivered document matches this ${describe(query)}`, {
     ...(query.kind === 'note'
       ? {}

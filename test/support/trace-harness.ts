@@ -22,6 +22,8 @@ export const TRACE_TOKENS = {
   intake: 'trace-intake-token',
   operator: 'trace-operator-token',
   auditor: 'trace-auditor-token',
+  /** An auditor limited to harbor-health. */
+  harborAuditor: 'trace-harbor-auditor-token',
 } as const;
 
 export interface SentNote {
@@ -84,6 +86,7 @@ auth:
     - { role: intake, sha256: "${hashToken(TRACE_TOKENS.intake)}" }
     - { role: operator, sha256: "${hashToken(TRACE_TOKENS.operator)}" }
     - { role: auditor, sha256: "${hashToken(TRACE_TOKENS.auditor)}" }
+    - { role: auditor, sha256: "${hashToken(TRACE_TOKENS.harborAuditor)}", tenants: [harbor-health] }
 tenants:
   - id: riverside-clinic
     reviewKeys: ${FIXTURES}keys/riverside-clinic.jwks.json
