@@ -154,6 +154,23 @@ describe('scribe-bridge map', () => {
     expect(r.stderr).toContain(`(at ${prior}: $.signature.jws)`);
   });
 
+  it('refuses --rendering for an HL7 mapping, which carries its own, as MAPPING_UNSUPPORTED', async () => {
+    const r = await run([
+      'map',
+      `${valid}/hp-typical.json`,
+      '--mapping',
+      'mdm',
+      '--rendering',
+      'html',
+      '--keys',
+      'fixtures/keys',
+    ]);
+    expect([r.code, r.stderr]).toEqual([
+      1,
+      expect.stringContaining('error MAPPING_UNSUPPORTED: --rendering chooses'),
+    ]);
+  });
+
   it('refuses an unknown mapping with a located error', async () => {
     const r = await run(['map', `${valid}/hp-typical.json`, '--mapping', 'no-such-mapping']);
     expect(r.code).toBe(1);

@@ -51,6 +51,15 @@ export async function writeAtomic(path: string, data: string | Uint8Array): Prom
 export async function mapCommand(envelopePath: string, opts: MapOptions, io: Io): Promise<number> {
   const { note, prior } = await noteWithPrior(envelopePath, await keysFromOption(opts.keys), opts.prior);
   const mapping = new MappingRegistry().get(opts.mapping);
+  if (opts.rendering?.length && mapping.format !== 'fhir') {
+    // An HL7 mapping carries the renderings its template names (the plain text in OBX): there is none to choose,
+    // as an MLLP destination has none either.
+    throw new ScribeError(
+      'MAPPING_UNSUPPORTED',
+      `--rendering chooses the text renderings of a FHIR mapping; ${mapping.id} is ${mapping.format} and carries its own`,
+      { where: '--rendering', hint: 'Leave out --rendering for this mapping.' },
+    );
+  }
   const rendering = render(mapping, {
     note,
     ...(prior ? { prior } : {}),

@@ -45,7 +45,8 @@ describe('mapping files: located errors', () => {
   it('an unknown field names its line and path', () => {
     const e = loadError(`${HEAD}outptu: {}\noutput:\n  new: { resourceType: Basic }\n`);
     expect(e.code).toBe('MAPPING_INVALID');
-    expect(e.message).toContain('"outptu"');
+    expect(e.message).toContain('unknown key(s) "outptu"');
+    expect(e.message.split('"outptu"')).toHaveLength(2); // named once
     expect(e.where).toMatch(/\.yaml:5:1 \(\$\)$/);
   });
 

@@ -219,9 +219,13 @@ function parseYaml(text: string, file: string): ParsedYaml {
 function schemaIssues(error: z.ZodError, locate: Locate): LocatedIssue[] {
   return error.issues.map((i) => {
     const path = i.path as (string | number)[];
-    const extra = i.code === 'unrecognized_keys' ? ` ${i.keys.map((k) => JSON.stringify(k)).join(', ')}` : '';
+    // zod names the keys itself in its message, but only in English text: keep ours, once.
+    const message =
+      i.code === 'unrecognized_keys'
+        ? `unknown key(s) ${i.keys.map((k) => JSON.stringify(k)).join(', ')}`
+        : i.message;
     const target = i.code === 'unrecognized_keys' ? [...path, i.keys[0]!] : path;
-    return { where: `${locate(target)} (${formatPath(path)})`, message: `${i.message}${extra}` };
+    return { where: `${locate(target)} (${formatPath(path)})`, message };
   });
 }
 
