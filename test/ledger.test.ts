@@ -637,6 +637,11 @@ describe.each(['pglite', 'postgres'] as const)('ledger on %s', (kind) => {
     const b = await ledger.backlog();
     expect(b.byDestination[dest]).toEqual({ pending: 1, blocked: 2 });
     expect(b.waitingRevisions).toBeGreaterThanOrEqual(1);
+    // A revision dead-lettered by a retraction that arrived after it: its blocked delivery is no backlog.
+    const retracted = name('backlog-eie');
+    await ledger.recordRevision(input(retracted, 3, [dest]));
+    await ledger.recordRevision(input(retracted, 2, [dest], { status: 'entered-in-error' }));
+    expect((await ledger.backlog()).byDestination[dest]).toEqual({ pending: 1, blocked: 3 });
     expect(b.byState.pending).toBeGreaterThanOrEqual(1);
     expect(await ledger.oldestPendingAge(new Date(early.getTime() + 5000))).toBe(5000);
     now = T0;

@@ -98,9 +98,14 @@ export async function revisionStatus(
 /** Open deliveries by state and by destination, and revisions waiting for a predecessor. */
 export async function backlog(db: Queryable): Promise<Backlog> {
   // `state <> 'delivered'` matches the partial index: delivered history (the bulk of the table) is never read.
+  // The blocked deliveries of a dead-lettered revision are not work waiting: that revision is a dead letter
+  // (listed as one; replayed, its deliveries count again) — or, after a retraction, never sent at all.
   const rows = await db.query<{ destination: string; state: DeliveryState; n: number }>(
-    `select destination, state, count(*)::int as n from deliveries where state <> 'delivered'
-     group by destination, state`,
+    `select d.destination, d.state, count(*)::int as n from deliveries d
+     where d.state <> 'delivered'
+       and not (d.state = 'blocked' and exists (
+         select 1 from note_revisions v where v.id = d.revision_id and v.state = 'dead-lettered'))
+     group by d.destination, d.state`,
   );
   const [waiting] = await db.query<{ n: number }>(
     `select count(*)::int as n from note_revisions where state = 'waiting'`,
