@@ -14,10 +14,10 @@ import { SHARED_PROFILES } from './support/profiles.ts';
 
 const root = new URL('../', import.meta.url).pathname;
 const bin = join(root, 'bin/scribe-bridge.js');
-const run = async (args: string[]) => {
+const run = async (args: string[], o: { cwd?: string } = {}) => {
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, [bin, ...args], {
-      cwd: root,
+      cwd: o.cwd ?? root,
       maxBuffer: 64 << 20,
     });
     return { code: 0, stdout, stderr };
@@ -228,6 +228,13 @@ describe('scribe-bridge mappings', () => {
     expect(r.stdout).toMatch(
       /PASS us-core-docref × hp-typical\n {2}sentences\s+47 \/ 47\s+carried\n {2}evidence links\s+0 \/ 269\s+carried/,
     );
+    const noLedger = await run(['trace', '--tenant', 'riverside-clinic', '--note', 'x'], {
+      cwd: mkdtempSync(join(tmpdir(), 'sb-noledger-')),
+    });
+    expect([noLedger.code, noLedger.stderr]).toEqual([
+      1,
+      expect.stringContaining('the ledger directory does not exist'),
+    ]);
     const missing = await run(['mappings', 'test', '--envelopes', 'no/such/folder']);
     expect([missing.code, missing.stderr]).toEqual([1, expect.stringContaining('FILE_UNREADABLE')]);
   });

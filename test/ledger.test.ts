@@ -18,6 +18,7 @@ import { Ledger } from '../src/ledger/ledger.ts';
 import { loadMigrations, migrate } from '../src/ledger/migrate.ts';
 import { placeRevision } from '../src/ledger/revisions.ts';
 import type { AttemptResult } from '../src/ledger/types.ts';
+import { resolveQuery } from '../src/trace/trace.ts';
 import { PG_BASE, pgAdmin, revisionFixture, sha } from './support/ledger-inputs.ts';
 
 const HOLD_SECONDS = 600;
@@ -208,6 +209,10 @@ describe.each(['pglite', 'postgres'] as const)('ledger on %s', (kind) => {
       ['accepted', null],
       ['dead-lettered', 'LIFECYCLE_INVALID'],
     ]);
+    // The trace of the note (no revision asked) matches the retraction, not the refused revision 3.
+    expect(await resolveQuery(ledger.db, { kind: 'note', tenant: 't1', noteId: early })).toMatchObject({
+      match: { revision: 2 },
+    });
   });
 
   it('keeps the next revision blocked after a rejected or failed predecessor', async () => {

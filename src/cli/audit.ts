@@ -4,13 +4,12 @@
  * ./data), against the anchored head when one is configured or given. Exit 0 with a summary (records, head
  * hash), or 1 naming the first bad record and what is wrong with it. Prints ids and hashes only.
  */
-import { existsSync } from 'node:fs';
 import { SingleBar } from 'cli-progress';
 import { ScribeError } from '../errors.ts';
 import { type AnchorStore, anchorStoreFor, anchorStoreFromConfig } from '../ledger/audit-anchor.ts';
 import { type ChainVerdict, verifyAuditChain } from '../ledger/audit-verify.ts';
 import { type Db, openLedger } from '../ledger/db.ts';
-import { commandConfig, storeUrl } from './config.ts';
+import { commandConfig, existingStore, storeUrl } from './config.ts';
 import type { Io } from './io.ts';
 
 export interface AuditVerifyOptions {
@@ -22,13 +21,10 @@ export interface AuditVerifyOptions {
 
 /** The store `serve` uses: the config's, or the embedded default (PGlite in ./data). */
 async function openStore(url: string): Promise<Db> {
-  if (url.startsWith('pglite://') && !existsSync(url.slice('pglite://'.length))) {
-    throw new ScribeError('NOT_FOUND', 'the ledger directory does not exist', {
-      where: url.slice('pglite://'.length),
-      hint: 'Pass --config with the service configuration, or run from the folder where `scribe-bridge serve` ran.',
-    });
-  }
-  const db = await openLedger(url, { poolSize: 2, applicationName: 'scribe-bridge audit verify' });
+  const db = await openLedger(existingStore(url), {
+    poolSize: 2,
+    applicationName: 'scribe-bridge audit verify',
+  });
   const [t] = await db.query<{ t: string | null }>("select to_regclass('audit_log')::text as t");
   if (!t?.t) {
     await db.close();

@@ -3,6 +3,8 @@
  * else the embedded defaults of `scribe-bridge serve`. A configuration with problems is reported once, every
  * problem listed with its file:line, and the command exits 1.
  */
+
+import { existsSync } from 'node:fs';
 import {
   CONFIG_ENV_VAR,
   type Config,
@@ -33,4 +35,18 @@ export async function commandConfig(file: string | undefined, io: Io): Promise<D
 /** The ledger URL a configuration names. */
 export function storeUrl(config: Config): string {
   return config.store.kind === 'pglite' ? `pglite://${config.store.dir}` : config.store.url;
+}
+
+/**
+ * For commands that read a ledger (trace, audit verify): a PGlite directory that does not exist is no ledger —
+ * refused, rather than created empty (and left behind) to answer that nothing is in it.
+ */
+export function existingStore(url: string): string {
+  if (url.startsWith('pglite://') && !existsSync(url.slice('pglite://'.length))) {
+    throw new ScribeError('NOT_FOUND', 'the ledger directory does not exist', {
+      where: url.slice('pglite://'.length),
+      hint: 'Pass --config with the service configuration, or run from the folder where `scribe-bridge serve` ran.',
+    });
+  }
+  return url;
 }

@@ -6,7 +6,7 @@ import { traceToFhir } from '../trace/fhir.ts';
 import { formatTrace } from '../trace/format.ts';
 import { parseTraceQuery, traceQueryParams } from '../trace/query.ts';
 import { readTrace } from '../trace/trace.ts';
-import { commandConfig, storeUrl } from './config.ts';
+import { commandConfig, existingStore, storeUrl } from './config.ts';
 import type { Io } from './io.ts';
 
 export interface TraceCommandOptions {
@@ -46,7 +46,7 @@ export async function traceCommand(
 
   const config = (await commandConfig(opts.config, io))?.config;
   if (!config) return 1;
-  const url = storeUrl(config);
+  const url = existingStore(storeUrl(config));
   const db = await openLedger(url, { poolSize: 2, applicationName: 'scribe-bridge trace' }).catch(
     (e: unknown) => {
       if (e instanceof ScribeError && e.code === 'LEDGER_LOCKED')

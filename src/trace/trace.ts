@@ -123,7 +123,10 @@ export async function readTrace(db: Queryable, query: TraceQuery, opts: TraceOpt
   };
 }
 
-/** The note (and revision, destination) a query names, or undefined. */
+/**
+ * The note (and revision, destination) a query names, or undefined. A note key without a revision matches the
+ * latest revision that was not dead-lettered (a refused revision is listed, but is not what the note is now).
+ */
 export async function resolveQuery(
   db: Queryable,
   q: TraceQuery,
@@ -131,7 +134,8 @@ export async function resolveQuery(
   if (q.kind === 'note') {
     const rows = await db.query<{ revision: number }>(
       `select revision from note_revisions where tenant = $1 and note_id = $2
-       ${q.revision !== undefined ? 'and revision = $3' : ''} order by revision desc limit 1`,
+       ${q.revision !== undefined ? 'and revision = $3' : ''}
+       order by (state = 'dead-lettered'), revision desc limit 1`,
       q.revision !== undefined ? [q.tenant, q.noteId, q.revision] : [q.tenant, q.noteId],
     );
     const r = rows[0];
