@@ -80,6 +80,11 @@ describe('scribe-bridge verify', () => {
     expect([send.code, send.stderr]).toEqual([2, expect.stringContaining('error USAGE')]);
     const replay = await run(['dead-letters', 'replay', '--delivery', 'abc']);
     expect([replay.code, replay.stderr]).toEqual([2, expect.stringContaining('error USAGE')]);
+    const nothing = await run(['dead-letters', 'replay']);
+    expect([nothing.code, nothing.stderr]).toEqual([
+      2,
+      expect.stringContaining('error USAGE: name what to replay'),
+    ]);
   });
 });
 

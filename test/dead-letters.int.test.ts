@@ -423,7 +423,7 @@ destinations:
       /SQS dead-letter queue .*: 1 message\(s\)\n {2}message \S+ {2}SIGNATURE_INVALID/,
     );
     out.length = 0;
-    expect(await main(['dead-letters', 'replay', '--config', configFile, '--delivery', 'x'], io)).toBe(1);
+    expect(await main(['dead-letters', 'replay', '--config', configFile, '--delivery', 'x'], io)).toBe(2); // USAGE: exit 2
     expect(err.join('')).toContain('USAGE');
     expect(
       await main(['dead-letters', 'replay', '--config', configFile, '--sqs-code', 'SIGNATURE_INVALID'], io),

@@ -111,6 +111,10 @@ export async function deadLettersReplay(opts: DeadLettersReplayOptions, io: Io):
         );
       return Number(x);
     });
+  if (!opts.delivery && !opts.revision && !opts.sqs && !opts.sqsCode && !opts.allSqs)
+    throw new ScribeError('USAGE', 'name what to replay', {
+      hint: 'Give --delivery <id…>, --revision <id…>, --sqs <messageId…>, --sqs-code <CODE> or --all-sqs (ids from `scribe-bridge dead-letters list`).',
+    });
   const request = parseReplayRequest({
     ...(opts.delivery ? { deliveryIds: ids(opts.delivery, 'delivery') } : {}),
     ...(opts.revision ? { revisionIds: ids(opts.revision, 'revision') } : {}),

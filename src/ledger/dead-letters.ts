@@ -184,7 +184,11 @@ export async function replayDeadLetters(
       'select tenant, note_id from note_revisions where id = $1',
       [revisionId],
     );
-    if (!head) throw new ScribeError('NOT_FOUND', 'no such revision', { where: `revisionId ${revisionId}` });
+    if (!head)
+      throw new ScribeError('NOT_FOUND', 'no such revision', {
+        where: `revisionId ${revisionId}`,
+        hint: 'Take the ids from `scribe-bridge dead-letters list` (or GET /v1/dead-letters).',
+      });
     if (!allowed(head.tenant))
       throw new ScribeError('FORBIDDEN', 'this token may not act for that tenant', {
         where: `revisionId ${revisionId}`,
@@ -277,7 +281,11 @@ export async function replayDeadLetters(
        from deliveries where id = $1 for update`,
       [deliveryId],
     );
-    if (!d) throw new ScribeError('NOT_FOUND', 'no such delivery', { where: `deliveryId ${deliveryId}` });
+    if (!d)
+      throw new ScribeError('NOT_FOUND', 'no such delivery', {
+        where: `deliveryId ${deliveryId}`,
+        hint: 'Take the ids from `scribe-bridge dead-letters list` (or GET /v1/dead-letters).',
+      });
     if (!allowed(d.tenant))
       throw new ScribeError('FORBIDDEN', 'this token may not act for that tenant', {
         where: `deliveryId ${deliveryId}`,
