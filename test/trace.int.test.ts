@@ -264,7 +264,10 @@ describe.each(['pglite', 'postgres'] as const)('trace on %s', (store) => {
     // An auditor limited to another tenant learns nothing from an MSH-10 of riverside-clinic: the same 404 as an
     // unknown one (asking by tenant and note id, which names the tenant, stays 403).
     const riverside = w.mllp.received.find((m) => m.raw.includes('riverside-clinic'))!;
-    r = await w.get(q({ destination: 'ehr-mdm', controlId: riverside.controlId }), TRACE_TOKENS.harborAuditor);
+    r = await w.get(
+      q({ destination: 'ehr-mdm', controlId: riverside.controlId }),
+      TRACE_TOKENS.harborAuditor,
+    );
     expect([r.status, r.body]).toEqual([404, unknownAnswer]);
     r = await w.get(q(hp), TRACE_TOKENS.harborAuditor);
     expect([r.status, code(r.body)]).toEqual([403, 'FORBIDDEN']);

@@ -15,7 +15,10 @@ export function summarize(v: VerifiedNote): string {
   return (
     `${e.tenant}/${e.noteId} r${e.revision} ${e.status} ${e.template}: ${v.sentences.length} sentence(s) ` +
     `(${c['ai-verbatim']} ai-verbatim, ${c['clinician-edited']} clinician-edited, ${c['clinician-added']} clinician-added), ` +
-    `${removed} draft sentence(s) removed; signed by ${v.signature.kid} (${v.signature.alg})`
+    `${removed} draft sentence(s) removed; signed by ${v.signature.kid} (${v.signature.alg})` +
+    (v.unresolvedDraftEvidence > 0
+      ? `; warning: ${v.unresolvedDraftEvidence} draft evidence link(s) to segments the transcript lacks (not delivered)`
+      : '')
   );
 }
 
@@ -40,6 +43,7 @@ function jsonResult(file: string, v: VerifiedNote | undefined, err: ScribeError 
     sentences: v!.sentences.length,
     editClasses: countEditClasses(v!.sentences),
     removedDraftSentences: v!.removedDraftSentences.length,
+    unresolvedDraftEvidence: v!.unresolvedDraftEvidence,
     signature: { kid: v!.signature.kid, alg: v!.signature.alg, thumbprint: v!.signature.thumbprint },
     artifacts: Object.fromEntries(
       Object.values(v!.artifacts).map((a) => [

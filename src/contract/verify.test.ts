@@ -62,6 +62,24 @@ describe('verifyEnvelope', () => {
     expect(v.removedDraftSentences).toEqual([{ section: 'PLAN', index: 2, text: 'Follow up in two weeks.' }]);
   });
 
+  it('counts draft evidence links to segments the transcript lacks (Q12) without refusing the note', async () => {
+    const k = jwksOf(await testKey());
+    expect(
+      (await verifyEnvelope(bytesOf(await signed(envelopeJson())), { keys: k })).unresolvedDraftEvidence,
+    ).toBe(0);
+    const env = envelopeJson();
+    const hs = env['healthscribe'] as Obj;
+    const doc = structuredClone((hs['clinicalDocument'] as Obj)['inline'] as Obj);
+    const item = ((doc['ClinicalDocumentation'] as Obj)['Sections'] as Obj[])[0]!['Summary'] as Obj[];
+    (item[0]!['EvidenceLinks'] as Obj[]).push(
+      { SegmentId: 'uuid-missing-1' },
+      { SegmentId: 'uuid-missing-2' },
+    );
+    hs['clinicalDocument'] = { inline: doc, sha256: sha256Hex(canonicalJson(doc)) };
+    const v = await verifyEnvelope(bytesOf(await signed(env)), { keys: k });
+    expect(v.unresolvedDraftEvidence).toBe(2);
+  });
+
   it('rejects a changed sentence after signing', async () => {
     const env = (await signed(envelopeJson())) as Obj;
     const tampered = JSON.stringify(env).replace('Order an EKG today.', 'Order an EKG today!');

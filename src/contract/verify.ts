@@ -35,6 +35,12 @@ export interface VerifiedNote {
   readonly clinicalDocument: ClinicalDocument;
   readonly sentences: readonly ClassifiedSentence[];
   readonly removedDraftSentences: readonly RemovedDraftSentence[];
+  /**
+   * Evidence links of the draft (the clinical document's EvidenceLinks) to a SegmentId the transcript does not
+   * have (reference/healthscribe.md Q12: AWS's own examples have them). Not delivered — each signed sentence's
+   * evidence is, and is checked — so only counted and reported.
+   */
+  readonly unresolvedDraftEvidence: number;
 }
 
 /** Where a tenant's review keys come from (a fixed set on the command line; per tenant in the service). */
@@ -102,7 +108,16 @@ async function verifyRead({ envelope, raw }: ReadEnvelope, opts: VerifyOptions):
     clinicalDocument,
     sentences,
     removedDraftSentences: removed,
+    unresolvedDraftEvidence: countUnresolved(transcript, clinicalDocument),
   };
+}
+
+function countUnresolved(transcript: Transcript, doc: ClinicalDocument): number {
+  let n = 0;
+  for (const section of doc.file.ClinicalDocumentation.Sections)
+    for (const item of section.Summary)
+      for (const link of item.EvidenceLinks) if (!transcript.segments.has(link.SegmentId)) n++;
+  return n;
 }
 
 /**
