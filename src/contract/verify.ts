@@ -137,40 +137,25 @@ function fileAt(a: ResolvedArtifact): HsFileAt {
  */
 export function checkSameJob(env: Envelope, transcript: Transcript, doc: ClinicalDocument): void {
   const hs = env.healthscribe;
-  const mismatch = (file: string, field: string) => {
-    const own = hs.jobName !== undefined ? 'jobName' : 'sessionId';
-    return new ScribeError(
+  const own = hs.jobName !== undefined ? 'jobName' : 'sessionId';
+  const other = own === 'jobName' ? 'sessionId' : 'jobName';
+  const named = hs[own];
+  const field = { jobName: 'Conversation.JobName', sessionId: 'Conversation.SessionId' } as const;
+  const mismatch = (file: string, what: string) =>
+    new ScribeError(
       'HEALTHSCRIBE_JOB_MISMATCH',
-      `the ${file}'s ${field} is not the ${own === 'jobName' ? 'batch job' : 'streaming session'} the envelope names`,
+      `the ${file}'s ${what} is not the ${own === 'jobName' ? 'batch job' : 'streaming session'} the envelope names`,
       { where: `$.healthscribe.${own}` },
     );
-  };
-  if (hs.jobName !== undefined) {
-    if (
-      transcript.jobName !== undefined
-        ? transcript.jobName !== hs.jobName
-        : transcript.sessionId !== undefined
-    )
-      throw mismatch(
-        'transcript',
-        transcript.jobName !== undefined ? 'Conversation.JobName' : 'Conversation.SessionId',
-      );
-    if (doc.file.ClinicalDocumentation.SessionId !== undefined)
-      throw mismatch('clinical document', 'ClinicalDocumentation.SessionId');
-  } else if (hs.sessionId !== undefined) {
-    if (
-      transcript.sessionId !== undefined
-        ? transcript.sessionId !== hs.sessionId
-        : transcript.jobName !== undefined
-    )
-      throw mismatch(
-        'transcript',
-        transcript.sessionId !== undefined ? 'Conversation.SessionId' : 'Conversation.JobName',
-      );
-    const docSession = doc.file.ClinicalDocumentation.SessionId;
-    if (docSession !== undefined && docSession !== hs.sessionId)
-      throw mismatch('clinical document', 'ClinicalDocumentation.SessionId');
-  }
+  if (named === undefined) return;
+  // The transcript names the same kind of id with the same value, or (from the other kind of job) the other kind.
+  const ownValue = transcript[own];
+  if (ownValue !== undefined ? ownValue !== named : transcript[other] !== undefined)
+    throw mismatch('transcript', field[ownValue !== undefined ? own : other]);
+  // Only a streaming session's clinical document names one: its session.
+  const docSession = doc.file.ClinicalDocumentation.SessionId;
+  if (docSession !== undefined && (own === 'jobName' || docSession !== named))
+    throw mismatch('clinical document', 'ClinicalDocumentation.SessionId');
 }
 
 /** Every evidence SegmentId exists in the transcript; every draft pointer exists in the clinical document. */
