@@ -115,7 +115,7 @@ describe('HTTP API', () => {
     expect((await post(dap, TOKENS.intake)).status).toBe(200);
   }, 60_000);
 
-  it('answers an early retraction (its revision not arrived yet) 503 to send again, not a final 422', async () => {
+  it('records an early retraction (its revision not arrived yet) as waiting: 202, not a final 422', async () => {
     const env = JSON.parse(readFileSync(`${fixtures}envelopes/valid/dap-depression.json`, 'utf8'));
     env.noteId = 'enc-early-retraction';
     const privateKeys = JSON.parse(
@@ -128,8 +128,8 @@ describe('HTTP API', () => {
     expect((await post(await sign(env), TOKENS.intake)).status).toBe(202);
     const r3 = { ...env, revision: 3, replaces: 2, status: 'entered-in-error' };
     const early = await post(await sign(r3), TOKENS.intake);
-    expect(early.status).toBe(503);
-    expect(await code(early)).toBe('MAPPING_PRIOR_REQUIRED');
+    expect(early.status).toBe(202);
+    expect(await early.json()).toEqual({ outcome: 'waiting', deliveries: [] });
   }, 60_000);
 
   it('answers a body it cannot read (unknown or corrupt Content-Encoding) 400 REQUEST_BODY_UNREADABLE, and takes gzip', async () => {

@@ -237,6 +237,40 @@ describe.each(['pglite', 'postgres'] as const)('ledger on %s', (kind) => {
     }
   });
 
+  it('records a revision still to be rendered as waiting, never releases it unrendered, and places it once rendered', async () => {
+    const note = name('pending');
+    const dest = name('d');
+    const r3 = input(note, 3, [dest], { status: 'entered-in-error' });
+    const placed = await ledger.recordRevision({ ...r3, renderings: [], renderPending: true });
+    expect(placed).toMatchObject({ outcome: 'waiting', deliveries: [] });
+    expect(await ledger.pendingRenders()).not.toContainEqual(expect.objectContaining({ noteId: note }));
+    await ledger.recordRevision(input(note, 1, [dest]));
+    await ledger.recordRevision(input(note, 2, [dest]));
+    const due = (await ledger.pendingRenders()).filter((p) => p.noteId === note);
+    expect(due.map((p) => p.revision)).toEqual([3]);
+    // Revision 2 is accepted but its delivery not made: the retraction's delivery is blocked behind it.
+    const attached = await ledger.attachRenderings(due[0]!.revisionId, r3.renderings);
+    expect(attached).toMatchObject({
+      outcome: 'accepted',
+      deliveries: [{ destination: dest, state: 'blocked' }],
+    });
+    expect(await ledger.attachRenderings(due[0]!.revisionId, r3.renderings)).toBeNull(); // once
+    // Refusing a render that is no longer pending does nothing.
+    expect(await ledger.refusePendingRender(due[0]!.revisionId, 'OUTPUT_INVALID')).toBe(false);
+    // One that cannot be rendered is dead-lettered with the code.
+    const other = name('pending-refused');
+    const p2 = await ledger.recordRevision({
+      ...input(other, 2, [dest], { status: 'entered-in-error' }),
+      renderings: [],
+      renderPending: true,
+    });
+    expect(
+      await ledger.refusePendingRender((p2 as { revisionId: number }).revisionId, 'OUTPUT_INVALID'),
+    ).toBe(true);
+    const st = await ledger.revisionStatus('t1', other);
+    expect(st?.revisions.map((r) => [r.state, r.stateReason])).toEqual([['dead-lettered', 'OUTPUT_INVALID']]);
+  });
+
   it('lists dead letters of the tenants a token is limited to, and of every tenant without a limit', async () => {
     const dest = name('dl');
     for (const tenant of ['tenant-a', 'tenant-b']) {

@@ -139,4 +139,73 @@ describe('intake: queue → verify → render → ledger', () => {
       /\|MDM\^T03\^MDM_T01\|/,
     );
   }, 120_000);
+
+  it('records a retraction that arrives before the revision it retracts as waiting, and renders it once that is here', async () => {
+    const noteId = 'enc-4471-early';
+    const send = async (f: string) =>
+      intake.ingest(
+        new TextEncoder().encode(
+          await queueableFixture(f, (e) => {
+            e['noteId'] = noteId;
+          }),
+        ),
+        'http',
+      );
+    const state = async () =>
+      (
+        await ledger.db.query<{ revision: number; state: string; render_pending: boolean; n: number }>(
+          `select v.revision, v.state, v.render_pending, (select count(*)::int from deliveries d where d.revision_id = v.id) as n
+           from note_revisions v where v.note_id = $1 order by v.revision`,
+          [noteId],
+        )
+      ).map((r) => [r.revision, r.state, r.render_pending, r.n]);
+
+    // The retraction first: recorded (not refused, not left to be retried) as waiting, with nothing to deliver yet.
+    expect(await send('hp-typical.r3-entered-in-error.json')).toMatchObject({
+      outcome: 'waiting',
+      deliveries: [],
+    });
+    expect(await send('hp-typical.r3-entered-in-error.json')).toMatchObject({ outcome: 'duplicate' });
+    expect(await intake.renderPending()).toBe(0); // revision 2 is not here
+    expect((await send('hp-typical.json')).outcome).toBe('accepted');
+    expect(await intake.renderPending()).toBe(0);
+    expect((await send('hp-typical.r2-amended.json')).outcome).toBe('accepted');
+    // Revision 2 did not release the unrendered retraction: it waits for its renderings.
+    expect(await state()).toEqual([
+      [1, 'accepted', false, 3],
+      [2, 'accepted', false, 3],
+      [3, 'waiting', true, 0],
+    ]);
+    expect(await intake.renderPending()).toBe(1);
+    expect(await intake.renderPending()).toBe(0); // once
+    expect(await state()).toEqual([
+      [1, 'accepted', false, 3],
+      [2, 'accepted', false, 3],
+      [3, 'accepted', false, 3],
+    ]);
+    // Rendered as an in-order retraction is: revision 2 re-sent entered-in-error, MDM T03; each delivery blocked
+    // until revision 2's is delivered at its destination.
+    const rows = await ledger.db.query<{ destination: string; payload: string; state: string }>(
+      `select g.destination, g.payload, d.state from renderings g join note_revisions v on v.id = g.revision_id
+       join deliveries d on d.rendering_id = g.id where v.note_id = $1 and v.revision = 3 order by g.destination`,
+      [noteId],
+    );
+    expect(rows.map((r) => r.state)).toEqual(['blocked', 'blocked', 'blocked']);
+    expect(JSON.parse(rows.find((r) => r.destination === 'ehr-fhir')!.payload).entry[0].request.url).toBe(
+      `DocumentReference?identifier=urn:scribe-bridge:riverside-clinic:note|${noteId}-r2`,
+    );
+    expect(rows.find((r) => r.destination === 'ehr-mdm')!.payload).toMatch(/\|MDM\^T03\^MDM_T01\|/);
+    const actions = await ledger.db.query<{ action: string }>(
+      `select action from audit_log where note_id = $1 and revision = 3 order by seq`,
+      [noteId],
+    );
+    expect(actions.map((a) => a.action)).toEqual([
+      'revision.waiting',
+      'revision.duplicate-suppressed',
+      'revision.accepted',
+      'rendering.recorded',
+      'rendering.recorded',
+      'rendering.recorded',
+    ]);
+  }, 120_000);
 });

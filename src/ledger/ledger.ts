@@ -38,7 +38,16 @@ import {
 import { claimDue, recordAttempt, releaseExpiredLeases } from './deliveries.ts';
 import { migrate } from './migrate.ts';
 import { backlog, oldestPendingAge, revisionStatus } from './reads.ts';
-import { checkRevisionInput, expireWaiting, placeRevision } from './revisions.ts';
+import {
+  attachRenderings,
+  checkRenderings,
+  checkRevisionInput,
+  expireWaiting,
+  type PendingRender,
+  pendingRenders,
+  placeRevision,
+  refusePendingRender,
+} from './revisions.ts';
 import type {
   AttemptRecorded,
   AttemptResult,
@@ -230,6 +239,37 @@ export class Ledger {
       const { expired, audit } = await releaseExpiredLeases(tx, this.#actor, now);
       return { result: expired, audit };
     });
+  }
+
+  /** Revisions recorded without renderings (early retractions) whose predecessor is here now, oldest first. */
+  pendingRenders(limit = 50): Promise<PendingRender[]> {
+    return pendingRenders(this.db, limit);
+  }
+
+  /**
+   * Attaches the renderings of a revision recorded without them, in one transaction with their audit records;
+   * null when that is no longer to do (see revisions.ts `attachRenderings`).
+   */
+  async attachRenderings(
+    revisionId: number,
+    renderings: readonly RenderingInput[],
+  ): Promise<RecordResult | null> {
+    checkRenderings(renderings, `revision id ${revisionId}`);
+    const now = this.#clock();
+    return this.#withAudit(now, async (tx) => {
+      const placed = await attachRenderings(tx, revisionId, renderings, {
+        actor: this.#actor,
+        holdSeconds: this.#holdSeconds,
+        now,
+      });
+      return placed ?? { result: null, audit: [] };
+    });
+  }
+
+  /** A revision still to be rendered whose rendering is refused for good: dead-lettered with the code, audited. */
+  async refusePendingRender(revisionId: number, code: string): Promise<boolean> {
+    const now = this.#clock();
+    return this.#withAudit(now, (tx) => refusePendingRender(tx, revisionId, code, this.#actor, now));
   }
 
   /** Waiting revisions past their hold become `dead-lettered`, audited, and are returned. */

@@ -9,13 +9,14 @@ import { createHash } from 'node:crypto';
 import type { NoteStatus } from '../contract/envelope.ts';
 import { ScribeError } from '../errors.ts';
 import type { AuditInput } from './audit.ts';
-import type { Tx } from './db.ts';
+import type { Queryable, Tx } from './db.ts';
 import type {
   DeadLetteredRevision,
   DeliveryState,
   DeliverySummary,
   RecordResult,
   ReleasedRevision,
+  RenderingInput,
   RevisionInput,
   RevisionState,
 } from './types.ts';
@@ -33,6 +34,7 @@ interface StoredRevision {
   status: NoteStatus;
   state: RevisionState;
   content_sha256: string;
+  render_pending: boolean;
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -45,12 +47,23 @@ export function checkRevisionInput(input: RevisionInput): void {
   if (!input.signature.verified) fail('an unverified (dry-run) note cannot be recorded for delivery');
   if (!HEX64.test(input.contentSha256)) fail('contentSha256 is not a sha256 hex digest');
   if (!Number.isSafeInteger(input.revision) || input.revision < 1) fail('revision is not a positive integer');
+  if (input.renderPending && (input.renderings.length > 0 || input.revision < 2))
+    fail('a revision still to be rendered has no renderings yet, and a predecessor');
+  checkRenderings(input.renderings, `note ${input.noteId} revision ${input.revision}`);
+}
+
+/** One rendering per destination, each payload matching its payloadSha256 (caller defects otherwise). */
+export function checkRenderings(renderings: readonly RenderingInput[], where: string): void {
   const seen = new Set<string>();
-  for (const r of input.renderings) {
-    if (seen.has(r.destination)) fail(`two renderings for destination ${r.destination}`);
+  for (const r of renderings) {
+    if (seen.has(r.destination))
+      throw new ScribeError('INTERNAL', `two renderings for destination ${r.destination}`, { where });
     seen.add(r.destination);
     const sha = createHash('sha256').update(r.payload, 'utf8').digest('hex');
-    if (sha !== r.payloadSha256) fail(`the payload for ${r.destination} does not match its payloadSha256`);
+    if (sha !== r.payloadSha256)
+      throw new ScribeError('INTERNAL', `the payload for ${r.destination} does not match its payloadSha256`, {
+        where,
+      });
   }
 }
 
@@ -88,7 +101,7 @@ export async function placeRevision(
   // that includes whatever the previous lock holder committed).
   await tx.query('select 1 from notes where tenant = $1 and note_id = $2 for update', [tenant, noteId]);
   const existing = await tx.query<StoredRevision>(
-    `select id, revision, status, state, content_sha256 from note_revisions
+    `select id, revision, status, state, content_sha256, render_pending from note_revisions
      where tenant = $1 and note_id = $2 order by revision`,
     [tenant, noteId],
   );
@@ -134,7 +147,9 @@ export async function placeRevision(
   }
 
   const predecessor = existing.find((r) => r.revision === revision - 1);
-  const accepted = revision === 1 || predecessor?.state === 'accepted';
+  // A revision still to be rendered waits, whatever its predecessor's state (it is rendered, then placed).
+  const accepted =
+    !(input.renderPending || same?.render_pending) && (revision === 1 || predecessor?.state === 'accepted');
   const state: RevisionState = accepted ? 'accepted' : 'waiting';
 
   let revisionId: number;
@@ -179,7 +194,8 @@ export async function placeRevision(
     // Release the waiting successors chain: N+1 waited for N, N+2 for N+1, …
     for (let next = revision + 1; ; next++) {
       const r = existing.find((x) => x.revision === next);
-      if (r?.state !== 'waiting') break;
+      // One still to be rendered (an early retraction) stays waiting: it is released when it is rendered.
+      if (r?.state !== 'waiting' || r.render_pending) break;
       await setRevisionState(tx, r.id, 'accepted', null, ctx.now);
       released.push({ revision: r.revision, state: 'accepted' });
       audit.push({ ...at, revision: r.revision, action: 'revision.released', details: { after: revision } });
@@ -201,7 +217,7 @@ export async function placeRevision(
  */
 async function deliveryStates(
   tx: Tx,
-  input: RevisionInput,
+  input: Pick<RevisionInput, 'tenant' | 'noteId' | 'revision' | 'renderings'>,
   accepted: boolean,
 ): Promise<Map<string, DeliveryState>> {
   const out = new Map<string, DeliveryState>();
@@ -232,7 +248,7 @@ function holdUntil(state: RevisionState, ctx: PlaceContext): Date | null {
 
 function placedAudit(
   at: { actor: string; tenant: string; noteId: string; revision: number },
-  input: RevisionInput,
+  input: Pick<RevisionInput, 'contentSha256' | 'status' | 'source' | 'renderings'>,
   state: RevisionState,
   deliveries: readonly DeliverySummary[],
   revived: boolean,
@@ -268,6 +284,55 @@ function placedAudit(
 }
 
 /**
+ * The CTEs `x` (the renderings' metadata), `r` (rendering rows) and `d` (delivery rows) that follow a CTE `v`
+ * holding the revision's id: one statement writes them all. Placeholders name the statement's parameters.
+ */
+function renderingCtes(
+  $: { tenant: string; noteId: string; revision: string; now: string; meta: string },
+  payloads: string,
+): string {
+  return `x as (
+       select * from jsonb_to_recordset(${$.meta}::jsonb) as x(i int, destination text, mapping_id text,
+         mapping_version text, mapping_digest text, content_type text, payload_sha256 text, write_request jsonb,
+         write_plan jsonb, identifiers jsonb, state text)),
+     r as (
+       insert into renderings (revision_id, destination, mapping_id, mapping_version, mapping_digest,
+         content_type, payload, payload_sha256, write_request, write_plan, identifiers, created_at)
+       select v.id, x.destination, x.mapping_id, x.mapping_version, x.mapping_digest, x.content_type,
+         (array[${payloads}]::text[])[x.i], x.payload_sha256, nullif(x.write_request, 'null'::jsonb),
+         nullif(x.write_plan, 'null'::jsonb), x.identifiers, ${$.now}
+       from v, x
+       returning id, revision_id, destination),
+     d as (
+       insert into deliveries (revision_id, rendering_id, tenant, note_id, revision, destination, state,
+         next_attempt_at, created_at, updated_at)
+       select r.revision_id, r.id, ${$.tenant}, ${$.noteId}, ${$.revision}, r.destination, x.state,
+         case when x.state = 'pending' then ${$.now}::timestamptz end, ${$.now}, ${$.now}
+       from r join x using (destination)
+       returning id, destination, state)`;
+}
+
+/** The renderings' metadata for `renderingCtes` (payloads travel as parameters of their own). */
+function renderingMeta(
+  renderings: readonly RenderingInput[],
+  states: ReadonlyMap<string, DeliveryState>,
+): object[] {
+  return renderings.map((r, i) => ({
+    i: i + 1,
+    destination: r.destination,
+    mapping_id: r.mapping.id,
+    mapping_version: r.mapping.version,
+    mapping_digest: r.mapping.digest,
+    content_type: r.contentType,
+    payload_sha256: r.payloadSha256,
+    write_request: r.writeRequest ?? null,
+    write_plan: r.writePlan ?? null,
+    identifiers: r.identifiers,
+    state: states.get(r.destination),
+  }));
+}
+
+/**
  * Inserts the revision, its renderings and its deliveries in one statement. With `newNote`, also the note
  * row — and nothing at all (null) when the note already exists.
  */
@@ -283,23 +348,11 @@ async function insertRevision(
   },
 ): Promise<{ revisionId: number; deliveries: DeliverySummary[] } | null> {
   const receivedAt = input.receivedAt ?? p.now;
-  const meta = input.renderings.map((r, i) => ({
-    i: i + 1,
-    destination: r.destination,
-    mapping_id: r.mapping.id,
-    mapping_version: r.mapping.version,
-    mapping_digest: r.mapping.digest,
-    content_type: r.contentType,
-    payload_sha256: r.payloadSha256,
-    write_request: r.writeRequest ?? null,
-    write_plan: r.writePlan ?? null,
-    identifiers: r.identifiers,
-    state: p.states.get(r.destination),
-  }));
+  const meta = renderingMeta(input.renderings, p.states);
   // Payloads travel as text parameters of their own, not inside the JSON: a 100 KB FHIR payload escaped into
   // JSON costs ~4 ms more to encode and parse (measured).
-  const payloads = input.renderings.map((_, i) => `$${20 + i}::text`).join(', ');
-  const revisionValues = `$1, $2, $3, $4, $5, $6, $7::json, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17, $19::jsonb`;
+  const payloads = input.renderings.map((_, i) => `$${21 + i}::text`).join(', ');
+  const revisionValues = `$1, $2, $3, $4, $5, $6, $7::json, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17, $19::jsonb, $20`;
   const rows = await tx.query<{
     revision_id: number;
     id: number | null;
@@ -314,35 +367,17 @@ async function insertRevision(
      v as (
        insert into note_revisions (tenant, note_id, revision, status, replaces, content_sha256, envelope, sig_kid,
          sig_alg, sig_thumbprint, signed_at, artifacts, source, state, hold_until, received_at, updated_at,
-         trace)
+         trace, render_pending)
        select ${revisionValues} from n
        returning id),`
         : `v as (
        insert into note_revisions (tenant, note_id, revision, status, replaces, content_sha256, envelope, sig_kid,
          sig_alg, sig_thumbprint, signed_at, artifacts, source, state, hold_until, received_at, updated_at,
-         trace)
+         trace, render_pending)
        values (${revisionValues})
        returning id),`
     }
-     x as (
-       select * from jsonb_to_recordset($18::jsonb) as x(i int, destination text, mapping_id text,
-         mapping_version text, mapping_digest text, content_type text, payload_sha256 text, write_request jsonb,
-         write_plan jsonb, identifiers jsonb, state text)),
-     r as (
-       insert into renderings (revision_id, destination, mapping_id, mapping_version, mapping_digest,
-         content_type, payload, payload_sha256, write_request, write_plan, identifiers, created_at)
-       select v.id, x.destination, x.mapping_id, x.mapping_version, x.mapping_digest, x.content_type,
-         (array[${payloads}]::text[])[x.i], x.payload_sha256, nullif(x.write_request, 'null'::jsonb),
-         nullif(x.write_plan, 'null'::jsonb), x.identifiers, $17
-       from v, x
-       returning id, revision_id, destination),
-     d as (
-       insert into deliveries (revision_id, rendering_id, tenant, note_id, revision, destination, state,
-         next_attempt_at, created_at, updated_at)
-       select r.revision_id, r.id, $1, $2, $3, r.destination, x.state,
-         case when x.state = 'pending' then $17::timestamptz end, $17, $17
-       from r join x using (destination)
-       returning id, destination, state)
+     ${renderingCtes({ tenant: '$1', noteId: '$2', revision: '$3', now: '$17', meta: '$18' }, payloads)}
      select v.id as revision_id, d.id, d.destination, d.state from v left join d on true order by d.destination`,
     [
       input.tenant,
@@ -364,6 +399,7 @@ async function insertRevision(
       p.now,
       meta,
       input.trace ?? null,
+      input.renderPending === true,
       ...input.renderings.map((r) => r.payload),
     ],
   );
@@ -420,6 +456,150 @@ export async function releaseBlocked(
     [tenant, noteId, destination, now],
   );
   return rows.map((r) => r.id);
+}
+
+/** A revision recorded without renderings (an early retraction) whose predecessor is here now: to render. */
+export interface PendingRender {
+  readonly revisionId: number;
+  readonly tenant: string;
+  readonly noteId: string;
+  readonly revision: number;
+  /** The envelope as recorded (verified when it was). */
+  readonly envelope: unknown;
+}
+
+/** Up to `limit` waiting revisions still to be rendered whose predecessor is recorded (not dead-lettered). */
+export async function pendingRenders(db: Queryable, limit: number): Promise<PendingRender[]> {
+  const rows = await db.query<{
+    id: number;
+    tenant: string;
+    note_id: string;
+    revision: number;
+    envelope: unknown;
+  }>(
+    `select v.id, v.tenant, v.note_id, v.revision, v.envelope from note_revisions v
+     where v.state = 'waiting' and v.render_pending
+       and exists (select 1 from note_revisions p where p.tenant = v.tenant and p.note_id = v.note_id
+                     and p.revision = v.revision - 1 and p.state <> 'dead-lettered')
+     order by v.id limit $1`,
+    [limit],
+  );
+  return rows.map((r) => ({
+    revisionId: r.id,
+    tenant: r.tenant,
+    noteId: r.note_id,
+    revision: r.revision,
+    envelope: r.envelope,
+  }));
+}
+
+/**
+ * Gives a revision recorded without renderings (`renderPending`) its renderings and deliveries, under its note's
+ * lock: accepted — deliveries pending, or blocked behind the predecessor's undelivered ones — when the predecessor
+ * is accepted, else still waiting with blocked deliveries (released with the predecessor, as any waiting revision).
+ * Null when there is nothing to do any more: rendered by another worker meanwhile, dead-lettered, or the
+ * predecessor is gone.
+ */
+export async function attachRenderings(
+  tx: Tx,
+  revisionId: number,
+  renderings: readonly RenderingInput[],
+  ctx: PlaceContext,
+): Promise<{ result: RecordResult; audit: AuditInput[] } | null> {
+  const [head] = await tx.query<{ tenant: string; note_id: string }>(
+    'select tenant, note_id from note_revisions where id = $1',
+    [revisionId],
+  );
+  if (!head) return null;
+  await tx.query('select 1 from notes where tenant = $1 and note_id = $2 for update', [
+    head.tenant,
+    head.note_id,
+  ]);
+  // Read again under the lock (a new statement sees what the previous lock holder committed).
+  const [v] = await tx.query<{
+    revision: number;
+    status: NoteStatus;
+    content_sha256: string;
+    source: RevisionInput['source'];
+    state: RevisionState;
+    render_pending: boolean;
+    predecessor: RevisionState | null;
+  }>(
+    `select v.revision, v.status, v.content_sha256, v.source, v.state, v.render_pending,
+       (select p.state from note_revisions p
+        where p.tenant = v.tenant and p.note_id = v.note_id and p.revision = v.revision - 1) as predecessor
+     from note_revisions v where v.id = $1`,
+    [revisionId],
+  );
+  if (!v || !v.render_pending || v.state !== 'waiting' || !v.predecessor || v.predecessor === 'dead-lettered')
+    return null;
+  const key = { tenant: head.tenant, noteId: head.note_id, revision: v.revision, renderings };
+  const accepted = v.predecessor === 'accepted';
+  const states = await deliveryStates(tx, key, accepted);
+  const payloads = renderings.map((_, i) => `$${7 + i}::text`).join(', ');
+  const deliveries = await tx.query<DeliverySummary>(
+    `with v as (select $6::bigint as id),
+     ${renderingCtes({ tenant: '$1', noteId: '$2', revision: '$3', now: '$4', meta: '$5' }, payloads)}
+     select d.id, d.destination, d.state from d order by d.destination`,
+    [
+      head.tenant,
+      head.note_id,
+      v.revision,
+      ctx.now,
+      renderingMeta(renderings, states),
+      revisionId,
+      ...renderings.map((r) => r.payload),
+    ],
+  );
+  const state: RevisionState = accepted ? 'accepted' : 'waiting';
+  await tx.query(
+    `update note_revisions set render_pending = false, state = $2, state_reason = null,
+       hold_until = case when $2 = 'waiting' then hold_until end, updated_at = $3
+     where id = $1`,
+    [revisionId, state, ctx.now],
+  );
+  const at = { actor: ctx.actor, tenant: head.tenant, noteId: head.note_id, revision: v.revision };
+  return {
+    result: { outcome: state, revisionId, deliveries, released: [], revived: false },
+    audit: placedAudit(
+      at,
+      { contentSha256: v.content_sha256, status: v.status, source: v.source, renderings },
+      state,
+      deliveries,
+      false,
+    ),
+  };
+}
+
+/** A revision still to be rendered that cannot be (its mapping refuses it for good): dead-lettered with the code. */
+export async function refusePendingRender(
+  tx: Tx,
+  revisionId: number,
+  code: string,
+  actor: string,
+  now: Date,
+): Promise<{ result: boolean; audit: AuditInput[] }> {
+  const rows = await tx.query<{ tenant: string; note_id: string; revision: number }>(
+    `update note_revisions set state = 'dead-lettered', state_reason = $2, hold_until = null, updated_at = $3
+     where id = $1 and state = 'waiting' and render_pending
+     returning tenant, note_id, revision`,
+    [revisionId, code, now],
+  );
+  const r = rows[0];
+  if (!r) return { result: false, audit: [] };
+  return {
+    result: true,
+    audit: [
+      {
+        actor,
+        action: 'revision.dead-lettered',
+        tenant: r.tenant,
+        noteId: r.note_id,
+        revision: r.revision,
+        details: { code },
+      },
+    ],
+  };
 }
 
 /**

@@ -84,8 +84,13 @@ export interface RevisionInput {
   readonly source: NoteSource;
   /** What the provenance trace needs from the verified note (src/trace/record.ts `TraceData`); stored as jsonb. */
   readonly trace?: object | undefined;
-  /** One per destination of the tenant. */
+  /** One per destination of the tenant (none while `renderPending`). */
   readonly renderings: readonly RenderingInput[];
+  /**
+   * A retraction whose retracted revision has not arrived: it cannot be rendered yet. Recorded as waiting with no
+   * renderings; the service renders it once the predecessor is recorded (`Ledger.attachRenderings`).
+   */
+  readonly renderPending?: boolean;
   /** Default: the ledger's clock. */
   readonly receivedAt?: Date;
 }

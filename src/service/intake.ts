@@ -14,7 +14,7 @@ import { type Jwks, loadJwksFile, parseJwks } from '../contract/signature.ts';
 import { type VerifiedNote, verifyEnvelope } from '../contract/verify.ts';
 import { type HttpExchange, HttpTransport } from '../deliver/fhir-http.ts';
 import { planWrite } from '../deliver/fhir-request.ts';
-import { ScribeError } from '../errors.ts';
+import { ScribeError, toScribeError } from '../errors.ts';
 import { auditVerificationFailure } from '../ledger/audit.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import { revisionInput } from '../ledger/ledger.ts';
@@ -240,7 +240,7 @@ export class Intake {
   ): Promise<RecordResult> {
     let tenant: string | undefined;
     let note: VerifiedNote;
-    let renderings: RenderingInput[];
+    let renderings: RenderingInput[] | undefined;
     await this.#slot();
     try {
       const read = readEnvelope(bytes);
@@ -258,7 +258,31 @@ export class Intake {
       throw e;
     }
     this.#release();
-    return this.#commits.submit(revisionInput(note, source, renderings));
+    const input = revisionInput(note, source, renderings ?? []);
+    // A retraction whose revision has not arrived: recorded as waiting, rendered once that revision is here.
+    return this.#commits.submit(renderings ? input : { ...input, renderPending: true });
+  }
+
+  /**
+   * Renders what was recorded unrendered (early retractions) now that the revision each retracts is here, and
+   * attaches the renderings (see Ledger.attachRenderings). One whose rendering is refused for good is
+   * dead-lettered with the code; a transient failure is tried again next time. Resolves with how many it placed.
+   */
+  async renderPending(): Promise<number> {
+    let placed = 0;
+    for (const p of await this.#d.ledger.pendingRenders()) {
+      try {
+        const note = await this.#verifyStored(p.envelope, p.tenant);
+        const renderings = await this.#renderAll(note);
+        if (!renderings) continue; // the predecessor went away meanwhile: next time
+        if (await this.#d.ledger.attachRenderings(p.revisionId, renderings)) placed++;
+      } catch (e) {
+        const err = toScribeError(e);
+        if (err.disposition !== 'retry') await this.#d.ledger.refusePendingRender(p.revisionId, err.code);
+      }
+    }
+    if (placed > 0) this.#d.onRecorded?.();
+    return placed;
   }
 
   /** Verifies with the tenant's keys, read again once if the signature names a key id they lack (rotation). */
@@ -321,15 +345,18 @@ export class Intake {
     };
   }
 
-  async #renderAll(note: VerifiedNote): Promise<RenderingInput[]> {
+  /** The renderings for every destination of the tenant, or undefined when a retraction's revision is not here yet. */
+  async #renderAll(note: VerifiedNote): Promise<RenderingInput[] | undefined> {
     const tenant = this.#d.config.tenants.find((t) => t.id === note.envelope.tenant)!;
     const out: RenderingInput[] = [];
     let prior: VerifiedNote | undefined;
     for (const id of tenant.destinations) {
       const dest = this.#d.config.destinations.find((x) => x.id === id)!;
       const mapping = await this.#mappingFor(dest);
-      if (lifecycleMode(note) === 'retraction' && mapping.retractionSubject === 'prior')
+      if (lifecycleMode(note) === 'retraction' && mapping.retractionSubject === 'prior') {
         prior ??= await this.#prior(note);
+        if (!prior) return undefined;
+      }
       const r = render(mapping, { note, ...(prior ? { prior } : {}), options: renderOptions(dest) });
       this.#d.conformance.check(r);
       out.push({
@@ -354,28 +381,25 @@ export class Intake {
     return mapping;
   }
 
-  /** The revision a retraction retracts, from the ledger, verified again (its content is re-sent unchanged). */
-  async #prior(note: VerifiedNote): Promise<VerifiedNote> {
+  /**
+   * The revision a retraction retracts, from the ledger, verified again (its content is re-sent unchanged);
+   * undefined when it has not arrived (the retraction is then recorded as waiting, rendered once it is here).
+   */
+  async #prior(note: VerifiedNote): Promise<VerifiedNote | undefined> {
     const e = note.envelope;
     const rows = await this.#d.ledger.db.query<{ envelope: unknown }>(
       'select envelope from note_revisions where tenant = $1 and note_id = $2 and revision = $3',
       [e.tenant, e.noteId, e.replaces],
     );
     const raw = rows[0]?.envelope;
-    if (!raw) {
-      // Not arrived yet: the ledger records this revision as waiting; render once the predecessor is here.
-      throw new ScribeError(
-        'MAPPING_PRIOR_REQUIRED',
-        `revision ${e.replaces} of this note has not been received`,
-        {
-          disposition: 'retry',
-          hint: 'The retraction is retried until the revision it retracts arrives (up to intake.holdSeconds).',
-        },
-      );
-    }
+    return raw ? this.#verifyStored(raw, e.tenant) : undefined;
+  }
+
+  /** An envelope from the ledger, verified again (its content and artifacts are checked, as when it arrived). */
+  async #verifyStored(raw: unknown, tenant: string): Promise<VerifiedNote> {
     try {
       return await verifyEnvelope(JSON.stringify(raw), {
-        keys: await this.#keys.get(e.tenant),
+        keys: await this.#keys.get(tenant),
         ...this.#artifactDeps(),
       });
     } catch (err) {

@@ -218,6 +218,8 @@ export async function createService(config: Config, options: ServiceOptions = {}
         log({ event: 'lease.expired', deliveryId: l.deliveryId });
       for (const r of await ledger.expireWaiting())
         log({ event: 'revision.dead-lettered', tenant: r.tenant, noteId: r.noteId, revision: r.revision });
+      // Early retractions whose retracted revision has arrived since: rendered and placed now.
+      await intake.renderPending();
     } catch {
       // the next round tries again; readiness reports a ledger that stays down
     }
