@@ -18,6 +18,7 @@ import { lifecycleMode, render } from '../src/map/engine.ts';
 import { loadMappingFile } from '../src/map/mapping-file.ts';
 import type { RenderOptions } from '../src/map/model.ts';
 import { probeNotes } from '../src/map/probes.ts';
+import { testConformance } from './support/profiles.ts';
 
 const mapping = loadMappingFile(fileURLToPath(new URL('../mappings/fhir-transaction.yaml', import.meta.url)));
 const evaluateJsonata = compileJsonataTransaction();
@@ -70,8 +71,18 @@ describe('bench baselines = engine (probe notes)', () => {
     env.note.sections.push({ name: 'NOTHING_HERE', sentences: [] });
     env.healthscribe.transcript.inline.Conversation.TranscriptSegments[0].ParticipantDetails.ParticipantRole =
       '';
+    // Another language than en-US: carried as the attachments' language and the HTML's lang.
+    env.healthscribe.transcript.inline.Conversation.LanguageCode = 'es-US';
+    delete env.healthscribe.transcript.sha256;
     const note = await verifyEnvelope(JSON.stringify(env as JsonValue), { keys: 'skip-signature' });
-    await expectSameAsEngine(note, {});
+    await expectSameAsEngine(note, { renderings: ['plain', 'html'] });
+    const r = render(mapping, { note, options: { renderings: ['plain', 'html'] } });
+    const content = (
+      r.value as { entry: { resource: { content?: { attachment: { language: string; data: string } }[] } }[] }
+    ).entry[0]!.resource.content!;
+    expect(content.map((c) => c.attachment.language)).toEqual(['es-US', 'es-US']);
+    expect(Buffer.from(content[1]!.attachment.data, 'base64').toString()).toContain('<html lang="es-US">');
+    (await testConformance()).validateFull(r); // a language tag FHIR takes (all-languages)
   });
 
   it('the baselines refuse a retraction', async () => {

@@ -108,6 +108,7 @@ export interface TransactionVars {
     readonly replaces?: number;
     readonly template: NoteTemplateName;
     readonly signedAt: string;
+    readonly language: string;
     readonly hasAiContent: boolean;
     readonly sections: readonly SectionVars[];
     readonly sentences: readonly SentenceVars[];
@@ -267,7 +268,7 @@ export function renderHtml(note: TransactionVars['note']): string {
   }
   const body = `<h1>${title}</h1>\n${parts.join('\n')}`;
   return (
-    `<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8" /><title>${title}</title></head><body>\n` +
+    `<!DOCTYPE html>\n<html lang="${note.language}"><head><meta charset="utf-8" /><title>${title}</title></head><body>\n` +
     `${body}\n</body></html>\n`
   );
 }
@@ -402,7 +403,7 @@ export function buildTransaction(input: Vars): unknown {
   const content: DocumentReferenceContent[] = v.renderings.all.map((r) => ({
     attachment: {
       contentType: r.contentType,
-      language: 'en-US',
+      language: note.language,
       data: r.data,
       size: r.size,
       hash: r.hash,

@@ -93,6 +93,9 @@ describe('HealthScribe transcript', () => {
     expect(role.message).toContain('control character');
     expect(refused({ Content: 'chest \ud800 pain' }).message).toContain('lone UTF-16 surrogate');
     expect(refused({ SegmentId: 'a\u001b' }).where).toMatch(/SegmentId$/);
+    expect(() =>
+      parseTranscript({ Conversation: { LanguageCode: 'en US!', TranscriptSegments: [] } }),
+    ).toThrow(/BCP 47/);
     // TAB, LF, CR and any well-formed Unicode are text.
     expect(parseTranscript(file({ Content: 'a\tb\r\nc 😀 e\u0301' })).segments.get('a')!.Content).toBe(
       'a\tb\r\nc 😀 e\u0301',

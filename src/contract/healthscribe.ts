@@ -87,7 +87,11 @@ const TranscriptFileSchema = z.looseObject({
     JobName: carriedText.optional(),
     JobType: z.string().optional(),
     SessionId: carriedText.optional(),
-    LanguageCode: z.string().optional(),
+    // Carried as the note's language (attachment.language, the HTML's lang): a BCP 47 tag like en-US.
+    LanguageCode: z
+      .string()
+      .regex(/^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$/, 'must be a BCP 47 language tag like en-US')
+      .optional(),
     ClinicalInsights: z.array(ClinicalInsight).default([]),
     TranscriptItems: z.array(TranscriptItem).default([]),
     TranscriptSegments: z.array(TranscriptSegment),

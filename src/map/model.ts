@@ -273,6 +273,8 @@ export function buildVars(
       ...(env.replaces ? { replaces: env.replaces } : {}),
       template: env.template,
       signedAt: env.signature.signedAt,
+      // The transcript's language (BCP 47; AWS's only value today is en-US), en-US when it names none.
+      language: note.transcript.file.Conversation.LanguageCode ?? 'en-US',
       hasAiContent: sentences.some((s) => s.aiDerived),
       sections,
       sentences,

@@ -61,6 +61,7 @@ export interface TemplateSource {
 export const ROOT_MEMBERS: Readonly<Record<string, readonly string[]>> = {
   note: [
     'hasAiContent',
+    'language',
     'noteId',
     'removed',
     'replaces',
