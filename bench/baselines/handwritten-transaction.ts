@@ -52,7 +52,7 @@ export interface EvidenceVars {
   readonly segmentId: string;
   readonly begin: number;
   readonly end: number;
-  readonly role: string;
+  readonly role?: string;
 }
 
 export interface SentenceVars {

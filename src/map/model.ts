@@ -133,14 +133,13 @@ class SentenceVar {
   get evidence(): unknown[] {
     this.#evidence ??= this.#source.evidence.map((segmentId) => {
       const seg = this.#segments.get(segmentId)!;
+      const role = seg.ParticipantDetails.ParticipantRole;
       return {
         segmentId,
         begin: seg.BeginAudioTime,
         end: seg.EndAudioTime,
-        // A role of only spaces says nothing: given as empty, like no role (FHIR strings need non-whitespace).
-        role: NON_BLANK.test(seg.ParticipantDetails.ParticipantRole)
-          ? seg.ParticipantDetails.ParticipantRole
-          : '',
+        // An empty role, or one of only spaces, says nothing: absent (FHIR strings need non-whitespace).
+        ...(NON_BLANK.test(role) ? { role } : {}),
       };
     });
     return this.#evidence;
