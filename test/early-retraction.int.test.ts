@@ -4,16 +4,15 @@
  * revision it retracts is in, the service's own housekeeping renders it and its workers deliver it after that
  * revision — here to a file-drop destination, so the order and content on arrival are on disk to read.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { hashToken, loadConfig } from '../src/config/index.ts';
+import { hashToken } from '../src/config/index.ts';
 import { createService, type Service } from '../src/service/service.ts';
-import { queueableFixture } from './support/notes.ts';
+import { fileDropConfig, queueableFixture } from './support/notes.ts';
 import { until } from './support/service-harness.ts';
 
-const fixtures = new URL('../fixtures/', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'sb-early-retraction-'));
 let service: Service | undefined;
 
@@ -24,25 +23,14 @@ afterAll(async () => {
 
 describe('early retraction through the service', () => {
   it('is recorded as waiting, then rendered and delivered after the revision it retracts', async () => {
-    writeFileSync(
-      join(dir, 'config.yaml'),
-      `store: pglite://./data
-http: { host: 127.0.0.1, port: 0 }
+    const config = await fileDropConfig(dir, {
+      head: `http: { host: 127.0.0.1, port: 0 }
 auth:
   tokens:
     - { role: intake, sha256: "${hashToken('early-intake')}" }
-tenants:
-  - id: riverside-clinic
-    reviewKeys: ${fixtures}keys/riverside-clinic.jwks.json
-    destinations: [archive]
-destinations:
-  - id: archive
-    type: file
-    directory: ./out
-    mapping: us-core-docref
 `,
-    );
-    service = await createService(await loadConfig(join(dir, 'config.yaml'), {}), { housekeepingMs: 200 });
+    });
+    service = await createService(config, { housekeepingMs: 200 });
     const svc = service;
     const noteId = 'enc-4471-early-svc';
     const post = async (file: string) => {

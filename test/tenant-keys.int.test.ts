@@ -13,14 +13,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TenantConfig } from '../src/config/index.ts';
-import { loadConfig } from '../src/config/index.ts';
 import { HttpTransport } from '../src/deliver/fhir-http.ts';
 import type { ScribeError } from '../src/errors.ts';
 import { Ledger } from '../src/ledger/ledger.ts';
 import { MappingRegistry } from '../src/map/registry.ts';
 import { Intake, TenantKeys } from '../src/service/intake.ts';
 import { selfSignedCert } from './support/mllp-server.ts';
-import { bytesOf, envelopeJson, jwksOf, signed, testKey } from './support/notes.ts';
+import { bytesOf, envelopeJson, fileDropConfig, jwksOf, signed, testKey } from './support/notes.ts';
 import { testConformance } from './support/profiles.ts';
 
 const pair = selfSignedCert();
@@ -68,23 +67,9 @@ async function code(p: Promise<unknown>): Promise<string> {
  * `reviewKeys` (a file path or URL), with a clock the test steps; `outcome` gives the outcome or `CODE/disposition`.
  */
 async function rotationIntake(dir: string, reviewKeys: string, ledger: Ledger, start: number) {
-  writeFileSync(
-    join(dir, 'config.yaml'),
-    `store: pglite://./data
-tenants:
-  - id: riverside-clinic
-    reviewKeys: ${reviewKeys}
-    destinations: [ehr]
-destinations:
-  - id: ehr
-    type: file
-    directory: ./out
-    mapping: us-core-docref
-`,
-  );
   const clock = { now: start };
   const intake = new Intake({
-    config: await loadConfig(join(dir, 'config.yaml'), {}),
+    config: await fileDropConfig(dir, { reviewKeys }),
     ledger,
     mappings: new MappingRegistry(),
     conformance: await testConformance(),

@@ -182,14 +182,19 @@ export const bytesOf = (v: unknown) => new TextEncoder().encode(JSON.stringify(v
 /** Fixture envelopes made queueable (artifacts inlined, re-signed with the fixture's TEST key): see src/demo. */
 export { queueableFixture } from '../../src/demo/fixtures.ts';
 
-/** A configuration with one tenant (riverside-clinic, its fixture keys) and one file-drop destination `ehr`
- * (us-core-docref), written to `<dir>/config.yaml` and loaded as the service would. */
-export async function fileDropConfig(dir: string): Promise<Config> {
-  const keys = new URL('../../fixtures/keys/riverside-clinic.jwks.json', import.meta.url).pathname;
+/** A configuration with one tenant (riverside-clinic, its fixture keys unless `o.reviewKeys` names others) and one
+ * file-drop destination `ehr` (us-core-docref), written to `<dir>/config.yaml` and loaded as the service would;
+ * `o.head` adds top-level keys (http, auth). */
+export async function fileDropConfig(
+  dir: string,
+  o: { reviewKeys?: string; head?: string } = {},
+): Promise<Config> {
+  const keys =
+    o.reviewKeys ?? new URL('../../fixtures/keys/riverside-clinic.jwks.json', import.meta.url).pathname;
   writeFileSync(
     join(dir, 'config.yaml'),
     `store: pglite://./data
-tenants:
+${o.head ?? ''}tenants:
   - id: riverside-clinic
     reviewKeys: ${keys}
     destinations: [ehr]
