@@ -230,7 +230,25 @@ function checkControlCharacters(env: Envelope, raw: unknown, json: StrictJson): 
       }
     }
   };
-  visit(raw, []);
+  // Almost every envelope is clean: a walk that builds no paths first, the located one only when it finds a hit.
+  if (hasForbiddenControl(raw, 'root')) visit(raw, []);
+}
+
+/**
+ * Whether a forbidden control character is anywhere `visit` looks. `at` mirrors its skip: the envelope's root,
+ * its `healthscribe` member, one artifact under it (whose `inline` file is its parser's to check), or elsewhere.
+ */
+function hasForbiddenControl(v: unknown, at: 'root' | 'healthscribe' | 'artifact' | 'other'): boolean {
+  if (typeof v === 'string') return FORBIDDEN_CONTROL.test(v);
+  if (Array.isArray(v)) return v.some((x) => hasForbiddenControl(x, 'other'));
+  if (!v || typeof v !== 'object') return false;
+  for (const k in v) {
+    if (at === 'artifact' && k === 'inline') continue;
+    const next =
+      at === 'root' && k === 'healthscribe' ? 'healthscribe' : at === 'healthscribe' ? 'artifact' : 'other';
+    if (hasForbiddenControl((v as Record<string, unknown>)[k], next)) return true;
+  }
+  return false;
 }
 
 function codeOf(text: string): string {

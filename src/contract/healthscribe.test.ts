@@ -62,6 +62,56 @@ describe('HealthScribe transcript', () => {
     expect((t.file.Conversation.TranscriptSegments[0] as Record<string, unknown>)['Vendor']).toBe('x');
   });
 
+  it('checks every word item in place, at its path: either shape, numbers where AWS gives numbers', () => {
+    const items = (list: unknown[]) => ({
+      Conversation: {
+        TranscriptItems: list,
+        TranscriptSegments: [],
+      },
+    });
+    const word = { BeginAudioTime: 0, EndAudioTime: 0.5, Type: 'pronunciation' };
+    const refused = (list: unknown[]) => {
+      try {
+        parseTranscript(items(list), { file: 's3://hs/t.json' });
+      } catch (e) {
+        return e as ScribeError;
+      }
+      throw new Error('accepted');
+    };
+    // Either shape, unknown members kept; the items returned are the file's own objects (not copies).
+    const ok = [
+      { ...word, Alternatives: [{ Confidence: null, Content: 'Hi' }], Vendor: 1 },
+      { ...word, Content: ',', Confidence: 0, Type: 'PUNCTUATION' },
+    ];
+    const t = parseTranscript(items(ok));
+    expect(t.file.Conversation.TranscriptItems[0]).toBe(ok[0]);
+    expect(t.file.Conversation.TranscriptItems.map(itemContent)).toEqual(['Hi', ',']);
+    expect(
+      parseTranscript({ Conversation: { TranscriptSegments: [] } }).file.Conversation.TranscriptItems,
+    ).toEqual([]);
+
+    const neither = refused([word, { ...word, Alternatives: [] }]);
+    expect([neither.code, neither.where]).toEqual([
+      'HEALTHSCRIBE_SCHEMA',
+      '$.Conversation.TranscriptItems[0] (s3://hs/t.json)',
+    ]);
+    expect(neither.message).toContain('needs Alternatives[] or an item-level Content');
+    // Every item is checked: an empty Alternatives[] is no shape either.
+    expect(neither.issues?.map((i) => i.where)).toEqual([
+      '$.Conversation.TranscriptItems[0] (s3://hs/t.json)',
+      '$.Conversation.TranscriptItems[1] (s3://hs/t.json)',
+    ]);
+    const missing = refused([{ Content: 'x', Type: 'pronunciation', EndAudioTime: 1 }]);
+    expect(missing.where).toBe('$.Conversation.TranscriptItems[0].BeginAudioTime (s3://hs/t.json)');
+    expect(missing.message).toContain('is required');
+    expect(refused([{ ...word, BeginAudioTime: -1, Content: 'x' }]).where).toMatch(/\[0\]\.BeginAudioTime /);
+    expect(refused([{ ...word, Alternatives: [{ Content: 7 }] }]).where).toMatch(
+      /TranscriptItems\[0\]\.Alternatives\[0\]\.Content /,
+    );
+    expect(refused([{ ...word, Content: 'x', Confidence: '0.9' }]).message).toMatch(/must be number,null/);
+    expect(refused({ length: 1 } as never).where).toMatch(/TranscriptItems /);
+  });
+
   it('refuses control characters and lone surrogates in the text it carries, at their path', () => {
     const file = (segment: Record<string, unknown>) => ({
       Conversation: {
