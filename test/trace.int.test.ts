@@ -213,11 +213,44 @@ describe.each(['pglite', 'postgres'] as const)('trace on %s', (store) => {
       ]);
       expect(r.events.map((e) => e.action)).toContain('delivery.delivered');
     }
-    // The trace data is stored with the revision (the transcript is not kept elsewhere).
+    // The trace data is stored with the revision (the transcript is not kept elsewhere), in form 2: each
+    // segment once, in the transcript, and the evidence citing it by SegmentId.
     const stored = await w.service.ledger.db.query<{ n: number }>(
-      `select count(*)::int as n from note_revisions where trace is not null and jsonb_array_length(trace->'transcript') > 0`,
+      `select count(*)::int as n from note_revisions
+       where trace->>'v' = '2' and json_array_length(trace->'transcript') > 0
+         and not exists (select 1 from json_array_elements(trace->'sentences') s, json_array_elements(s->'evidence') e
+                         where json_typeof(e) <> 'string')`,
     );
     expect(stored[0]!.n).toBe(w.notes.length);
+  });
+
+  it('reads a revision stored in form 1 (before migration 007: a copy of the segment in every citation) the same', async () => {
+    const n = w.notes[0]!;
+    const p = { tenant: n.tenant, noteId: n.noteId, revision: String(n.revision), include: 'transcript' };
+    const before = await trace(p);
+    const db = w.service.ledger.db;
+    const [row] = await db.query<{ id: number; trace: any }>(
+      'select id, trace from note_revisions where tenant = $1 and note_id = $2 and revision = $3',
+      [n.tenant, n.noteId, n.revision],
+    );
+    const byId = new Map(row!.trace.transcript.map((s: any) => [s.segmentId, s]));
+    const form1 = {
+      ...row!.trace,
+      v: 1,
+      sentences: row!.trace.sentences.map((s: any) => ({
+        ...s,
+        evidence: s.evidence.map((id: string) => byId.get(id)),
+      })),
+    };
+    expect(form1.sentences.flatMap((s: any) => s.evidence).every((e: unknown) => typeof e === 'object')).toBe(
+      true,
+    );
+    await db.query('update note_revisions set trace = $2::json where id = $1', [row!.id, form1]);
+    try {
+      expect(await trace(p)).toEqual(before);
+    } finally {
+      await db.query('update note_revisions set trace = $2::json where id = $1', [row!.id, row!.trace]);
+    }
   });
 
   it('shows every revision of a note and its lifecycle', async () => {

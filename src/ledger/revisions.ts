@@ -352,7 +352,7 @@ async function insertRevision(
   // Payloads travel as text parameters of their own, not inside the JSON: a 100 KB FHIR payload escaped into
   // JSON costs ~4 ms more to encode and parse (measured).
   const payloads = input.renderings.map((_, i) => `$${21 + i}::text`).join(', ');
-  const revisionValues = `$1, $2, $3, $4, $5, $6, $7::json, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17, $19::jsonb, $20`;
+  const revisionValues = `$1, $2, $3, $4, $5, $6, $7::json, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17, $19::json, $20`;
   const rows = await tx.query<{
     revision_id: number;
     id: number | null;

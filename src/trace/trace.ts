@@ -16,7 +16,7 @@ import { type Jwks, signedContent, verifyDetachedJws } from '../contract/signatu
 import { ScribeError, toScribeError } from '../errors.ts';
 import type { Queryable } from '../ledger/db.ts';
 import type { DeliveryState, RevisionState } from '../ledger/types.ts';
-import { type TraceData, traceSentences, transcriptSegments } from './record.ts';
+import { expandTraceData, type TraceData, traceSentences, transcriptSegments } from './record.ts';
 import type {
   Trace,
   TraceAttempt,
@@ -44,16 +44,12 @@ export async function readTrace(db: Queryable, query: TraceQuery, opts: TraceOpt
   const { tenant, noteId, match } = found;
   const onlyRevision = query.kind === 'note' ? query.revision : undefined;
   const revisionRows = await db.query<RevisionRow>(
-    // Only the members needed: jsonb fetches one member without converting the rest (the transcript is most of it).
+    // The trace data whole (json, migration 007): its evidence cites the transcript's segments by id.
     `select id, revision, status, replaces, state, state_reason, content_sha256, envelope, sig_kid, sig_alg,
-       sig_thumbprint, signed_at, artifacts, source, received_at, trace is not null as has_trace,
-       trace->'sentences' as sentences, trace->'removedDraftSentences' as removed, trace->>'jobName' as job_name,
-       trace->>'sessionId' as session_id, case when $3::boolean then trace->'transcript' end as transcript
-     from note_revisions where tenant = $1 and note_id = $2 ${onlyRevision !== undefined ? 'and revision = $4' : ''}
+       sig_thumbprint, signed_at, artifacts, source, received_at, trace
+     from note_revisions where tenant = $1 and note_id = $2 ${onlyRevision !== undefined ? 'and revision = $3' : ''}
      order by revision`,
-    onlyRevision !== undefined
-      ? [tenant, noteId, opts.transcript === true, onlyRevision]
-      : [tenant, noteId, opts.transcript === true],
+    onlyRevision !== undefined ? [tenant, noteId, onlyRevision] : [tenant, noteId],
   );
   if (revisionRows.length === 0)
     throw new ScribeError('NOT_FOUND', `no such note revision`, {
@@ -237,12 +233,8 @@ interface RevisionRow {
   artifacts: { name: string; source: string; uri?: string; sha256: string; hashSigned: boolean }[];
   source: string;
   received_at: Date;
-  has_trace: boolean;
-  sentences: TraceSentence[] | null;
-  removed: TraceRemovedDraftSentence[] | null;
-  job_name: string | null;
-  session_id: string | null;
-  transcript: TraceSegment[] | null;
+  /** The stored trace data (src/trace/record.ts), null for revisions recorded before migration 002. */
+  trace: unknown;
 }
 
 interface DeliveryRow {
@@ -297,15 +289,10 @@ async function buildRevision(
   },
 ): Promise<TraceRevision> {
   const envelope = row.envelope as unknown as Envelope;
-  const data: Omit<TraceData, 'v' | 'transcript'> & { transcript?: readonly TraceSegment[] } = row.has_trace
-    ? {
-        sentences: row.sentences ?? [],
-        removedDraftSentences: row.removed ?? [],
-        ...(row.job_name ? { jobName: row.job_name } : {}),
-        ...(row.session_id ? { sessionId: row.session_id } : {}),
-        ...(row.transcript ? { transcript: row.transcript } : {}),
-      }
-    : traceDataFromInline(envelope);
+  const data: TraceData =
+    row.trace !== null && row.trace !== undefined
+      ? expandTraceData(row.trace)
+      : traceDataFromInline(envelope);
   const sentences = data.sentences;
   const content = signedContent(row.envelope);
   const computed = createHash('sha256').update(content).digest('hex');
@@ -362,7 +349,7 @@ async function buildRevision(
     },
     sentences,
     removedDraftSentences: data.removedDraftSentences,
-    ...(ctx.transcript && data.transcript ? { transcript: data.transcript } : {}),
+    ...(ctx.transcript ? { transcript: data.transcript } : {}),
     deliveries,
     events: ctx.events.map(toEvent),
     checks: {
@@ -438,7 +425,6 @@ function traceDataFromInline(env: Envelope): TraceData {
   const { sentences, removed } = classifySentences(env, parseClinicalDocument(c.inline));
   const transcript = transcriptSegments(parseTranscript(t.inline));
   return {
-    v: 1,
     sentences: traceSentences(sentences, transcript),
     removedDraftSentences: removed,
     transcript,
