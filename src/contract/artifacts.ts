@@ -36,6 +36,12 @@ export interface ResolveOptions {
   readonly envelopeDir?: string;
   readonly objectStore?: ObjectStore;
   readonly jobLocator?: JobLocator;
+  /**
+   * Awaited before each CPU-heavy stage (hashing and parsing a fetched file; in verifyEnvelope, the signature
+   * and the HealthScribe checks): the service spreads its stages over turns of the event loop
+   * (src/service/cpu-turns.ts). Absent, stages run as soon as they can.
+   */
+  readonly turn?: () => Promise<void>;
 }
 
 /** A resolved artifact and what is recorded about it. */
@@ -201,6 +207,7 @@ async function resolveOne(
   }
   const uri = ref ? ref.uri : locatedUri!;
   const bytes = await fetchBytes(uri, opts, `${where}${ref ? '.uri' : ''}`);
+  await opts.turn?.();
   const sha256 = sha256Hex(bytes);
   if (ref && ref.sha256 !== sha256) {
     throw new ScribeError(

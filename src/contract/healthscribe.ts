@@ -95,10 +95,10 @@ const TRANSCRIPT_ITEMS_SCHEMA = {
       EndAudioTime: { type: 'number', minimum: 0 },
       Type: { type: 'string' },
     },
-    anyOf: [
-      { required: ['Content'] },
-      { required: ['Alternatives'], properties: { Alternatives: { type: 'array', minItems: 1 } } },
-    ],
+    // Either shape: item-level Content, else a non-empty Alternatives[]. As if/else rather than anyOf, whose failed
+    // first branch would allocate an error object for every item of the other shape.
+    if: { required: ['Content'] },
+    else: { required: ['Alternatives'], properties: { Alternatives: { type: 'array', minItems: 1 } } },
   },
 } as const;
 
@@ -113,13 +113,13 @@ const validateItems = new Ajv({
 function itemIssues(errors: readonly ErrorObject[]): { path: PathSegment[]; message: string }[] {
   const issues: { path: PathSegment[]; message: string }[] = [];
   for (const e of errors) {
-    // The branches of the either-shape rule fail together with it; its own message says what is wanted.
-    if (e.schemaPath.startsWith('#/items/anyOf/')) continue;
+    // The else branch of the either-shape rule fails together with it; its own message says what is wanted.
+    if (e.schemaPath.startsWith('#/items/else/')) continue;
     const path: PathSegment[] = e.instancePath
       .split('/')
       .slice(1)
       .map((p) => (/^\d+$/.test(p) ? Number(p) : p.replace(/~1/g, '/').replace(/~0/g, '~')));
-    if (e.keyword === 'anyOf')
+    if (e.keyword === 'if')
       issues.push({ path, message: 'a transcript item needs Alternatives[] or an item-level Content' });
     else if (e.keyword === 'required')
       issues.push({

@@ -76,6 +76,7 @@ export async function verifyEnvelope(
 }
 
 async function verifyRead({ envelope, raw }: ReadEnvelope, opts: VerifyOptions): Promise<VerifiedNote> {
+  await opts.turn?.();
   const content = signedContent(raw);
   let signature: SignatureCheck;
   if (opts.keys === 'skip-signature') {
@@ -90,6 +91,7 @@ async function verifyRead({ envelope, raw }: ReadEnvelope, opts: VerifyOptions):
   }
   checkLifecycle(envelope);
   const artifacts = await resolveArtifacts(envelope, opts);
+  await opts.turn?.();
   const transcript = parseTranscript(artifacts.transcript.json, fileAt(artifacts.transcript));
   const clinicalDocument = parseClinicalDocument(
     artifacts.clinicalDocument.json,

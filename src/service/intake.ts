@@ -24,6 +24,7 @@ import type { Mapping } from '../map/mapping-file.ts';
 import type { MappingRegistry } from '../map/registry.ts';
 import type { Conformance } from '../validate/conformance.ts';
 import type { ActiveMappings } from './active-mappings.ts';
+import { CpuTurns } from './cpu-turns.ts';
 import { GroupCommit } from './group-commit.ts';
 
 export interface IntakeDeps {
@@ -211,6 +212,8 @@ export class Intake {
    * a time keeps the awaits overlapped and the rest waiting as their request bytes.
    */
   readonly #slots: { free: number; readonly waiting: (() => void)[] };
+  /** Intake's CPU stages take turns with the event loop's I/O (./cpu-turns.ts). */
+  readonly #cpu = new CpuTurns();
 
   constructor(deps: IntakeDeps) {
     this.#d = deps;
@@ -243,6 +246,7 @@ export class Intake {
     let renderings: RenderingInput[] | undefined;
     await this.#slot();
     try {
+      await this.#cpu.turn();
       const read = readEnvelope(bytes);
       tenant = read.envelope.tenant;
       if (opts.allowTenant && !opts.allowTenant(read.envelope.tenant)) {
@@ -340,6 +344,7 @@ export class Intake {
 
   #artifactDeps() {
     return {
+      turn: this.#cpu.turn,
       ...(this.#d.objectStore ? { objectStore: this.#d.objectStore } : {}),
       ...(this.#d.jobLocator ? { jobLocator: this.#d.jobLocator } : {}),
     };
@@ -357,6 +362,7 @@ export class Intake {
         prior ??= await this.#prior(note);
         if (!prior) return undefined;
       }
+      await this.#cpu.turn();
       const r = render(mapping, { note, ...(prior ? { prior } : {}), options: renderOptions(dest) });
       this.#d.conformance.check(r);
       out.push({
