@@ -107,6 +107,44 @@ async function measure(op: () => unknown): Promise<Result> {
   };
 }
 
+/**
+ * Two operations' rates in alternating windows (A, B, A, B, …, ~250 ms each, for 2 × SECONDS in all, after a warm-up
+ * of both), so that drift of a shared machine — the run's other minute, a neighbour's load — falls on both alike.
+ * Resolves with B's rate ÷ A's.
+ */
+async function alternatingRatio(
+  a: () => unknown,
+  b: () => unknown,
+): Promise<{ ratio: number; rounds: number }> {
+  const run = async (op: () => unknown, ms: number) => {
+    let n = 0;
+    const start = performance.now();
+    let now = start;
+    while (now < start + ms) {
+      const v = op();
+      if (v instanceof Promise) await v;
+      n++;
+      now = performance.now();
+    }
+    return { n, ms: now - start };
+  };
+  await run(a, (SECONDS * 1000) / 6);
+  await run(b, (SECONDS * 1000) / 6);
+  const rounds = Math.max(4, Math.round((SECONDS * 1000) / 250));
+  const total = { a: { n: 0, ms: 0 }, b: { n: 0, ms: 0 } };
+  for (let i = 0; i < rounds; i++) {
+    for (const [k, op] of [
+      ['a', a],
+      ['b', b],
+    ] as const) {
+      const r = await run(op, 250);
+      total[k].n += r.n;
+      total[k].ms += r.ms;
+    }
+  }
+  return { ratio: total.b.n / total.b.ms / (total.a.n / total.a.ms), rounds };
+}
+
 const fmt = (n: number, d = 0) =>
   n.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
 const row = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
@@ -305,7 +343,15 @@ log();
 // --- targets ------------------------------------------------------------------------------------------------
 const verdict = (ok: boolean) => (ok ? 'met' : '**not met**');
 const docrefRate = mappingRates['typical:us-core-docref']!;
-const ratio = mappingRates['typical:handwritten']! / mappingRates['typical:fhir-transaction']!;
+// The 2× target compares the engine with the hand-written builder in alternating windows (the rows above were
+// measured one after the other, minutes apart on a shared machine).
+const txMapping = mappings[1]!;
+const txStamp = { id: txMapping.id, version: txMapping.version, digest: txMapping.digest };
+const alternated = await alternatingRatio(
+  () => render(txMapping, { note: typicalNote }),
+  () => buildTransactionBody(prepareVars(typicalNote, txStamp)),
+);
+const ratio = alternated.ratio;
 log('## Targets (issue 3)');
 log();
 log(row(['target', 'measured', 'verdict']));
@@ -320,7 +366,7 @@ log(
 log(
   row([
     'declarative engine within 2× of the hand-written builder (fhir-transaction)',
-    `hand-written is ${fmt(ratio, 2)}× the engine's rate`,
+    `hand-written is ${fmt(ratio, 2)}× the engine's rate (typical note; ${alternated.rounds} alternating 250 ms windows each, same run; the rows above, measured one after the other, give ${fmt(mappingRates['typical:handwritten']! / mappingRates['typical:fhir-transaction']!, 2)}×)`,
     verdict(ratio <= 2),
   ]),
 );

@@ -232,6 +232,22 @@ describe('verifyEnvelope', () => {
     expect(err.message).toContain('U+0007');
   });
 
+  it('rejects control characters anywhere else in the envelope, but leaves an inline file to its parser', async () => {
+    const e = envelopeJson();
+    ((e['author'] as Obj)['name'] as Obj)['family'] = 'Lind\u001bqvist';
+    let err = await expectCode(JSON.stringify(await signed(e)), 'ENVELOPE_CONTROL_CHAR');
+    expect(err.where).toMatch(/^\$\.author\.name\.family/);
+    // Inside HealthScribe's own inline file the transcript parser decides, at the file's path.
+    const inline = envelopeJson();
+    const t = ((inline['healthscribe'] as Obj)['transcript'] as Obj)['inline'] as Obj;
+    ((t['Conversation'] as Obj)['TranscriptSegments'] as Obj[])[0]!['Content'] = 'x\u0007y';
+    (((inline['healthscribe'] as Obj)['transcript'] as Obj)['sha256'] as unknown) = sha256Hex(
+      canonicalJson(t),
+    );
+    err = await expectCode(JSON.stringify(await signed(inline)), 'HEALTHSCRIBE_SCHEMA');
+    expect(err.where).toBe('$.healthscribe.transcript.inline.Conversation.TranscriptSegments[0].Content');
+  });
+
   it('rejects a noncharacter in note text (I-JSON), even signed, with the sentence path', async () => {
     const e = envelopeJson();
     const s = ((e['note'] as Obj)['sections'] as Obj[])[0]!['sentences'] as Obj[];
