@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.ts';
 import { signedContent } from '../src/contract/signature.ts';
+import type { StoredTraceData } from '../src/trace/record.ts';
 import type { Trace } from '../src/trace/types.ts';
 import { fieldText, parseEr7, segmentsNamed } from './support/hl7-parse.ts';
 import { startTraceWorld, TRACE_TOKENS, type TraceWorld } from './support/trace-harness.ts';
@@ -229,27 +230,23 @@ describe.each(['pglite', 'postgres'] as const)('trace on %s', (store) => {
     const p = { tenant: n.tenant, noteId: n.noteId, revision: String(n.revision), include: 'transcript' };
     const before = await trace(p);
     const db = w.service.ledger.db;
-    const [row] = await db.query<{ id: number; trace: any }>(
+    const [row] = await db.query<{ id: number; trace: StoredTraceData }>(
       'select id, trace from note_revisions where tenant = $1 and note_id = $2 and revision = $3',
       [n.tenant, n.noteId, n.revision],
     );
-    const byId = new Map(row!.trace.transcript.map((s: any) => [s.segmentId, s]));
+    const stored = row!.trace;
+    const byId = new Map(stored.transcript.map((s) => [s.segmentId, s]));
     const form1 = {
-      ...row!.trace,
+      ...stored,
       v: 1,
-      sentences: row!.trace.sentences.map((s: any) => ({
-        ...s,
-        evidence: s.evidence.map((id: string) => byId.get(id)),
-      })),
+      sentences: stored.sentences.map((s) => ({ ...s, evidence: s.evidence.map((id) => byId.get(id)!) })),
     };
-    expect(form1.sentences.flatMap((s: any) => s.evidence).every((e: unknown) => typeof e === 'object')).toBe(
-      true,
-    );
+    expect(form1.sentences.flatMap((s) => s.evidence).every((e) => typeof e === 'object')).toBe(true);
     await db.query('update note_revisions set trace = $2::json where id = $1', [row!.id, form1]);
     try {
       expect(await trace(p)).toEqual(before);
     } finally {
-      await db.query('update note_revisions set trace = $2::json where id = $1', [row!.id, row!.trace]);
+      await db.query('update note_revisions set trace = $2::json where id = $1', [row!.id, stored]);
     }
   });
 

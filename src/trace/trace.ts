@@ -24,10 +24,7 @@ import type {
   TraceEvent,
   TraceMatch,
   TraceQuery,
-  TraceRemovedDraftSentence,
   TraceRevision,
-  TraceSegment,
-  TraceSentence,
 } from './types.ts';
 
 export interface TraceOptions {
