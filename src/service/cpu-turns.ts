@@ -6,7 +6,7 @@
  * check). With several notes in intake at once, their stages used to run back to back whenever their awaits
  * resolved together — 20–40 ms without a break under load (measured with monitorEventLoopDelay) — and every
  * ledger statement of a delivery or commit transaction waited that long for its answer to be read: a delivery's
- * record-and-claim transaction (eight statements) took 60–90 ms, and deliveries fell behind intake.
+ * record-and-claim transaction (about seven statements) took 60–90 ms, and deliveries fell behind intake.
  *
  * A stage that waits for its turn runs from `setImmediate`, one stage per loop turn, first come first served;
  * between two stages the loop polls I/O, so a database answer waits at most about one stage. No CPU is saved —
