@@ -205,50 +205,41 @@ export function readEnvelope(input: string | Uint8Array, source?: string): ReadE
  * and FHIR fields just the same. The message names the sentence when the string belongs to one.
  */
 function checkControlCharacters(env: Envelope, raw: unknown, json: StrictJson): void {
-  const visit = (v: unknown, path: PathSegment[]): void => {
+  // One path, grown and shrunk as the walk goes: almost every envelope is clean, so it is copied only for a hit.
+  const path: PathSegment[] = [];
+  const visit = (v: unknown): void => {
     if (typeof v === 'string') {
       if (!FORBIDDEN_CONTROL.test(v)) return;
-      const inSentence = path[0] === 'note' && path[3] === 'sentences' && typeof path[4] === 'number';
+      const at = [...path];
+      const inSentence = at[0] === 'note' && at[3] === 'sentences' && typeof at[4] === 'number';
       const sentence = inSentence
-        ? env.note.sections[path[2] as number]?.sentences[path[4] as number]
+        ? env.note.sections[at[2] as number]?.sentences[at[4] as number]
         : undefined;
-      const what = sentence ? `sentence ${JSON.stringify(sentence.id)}` : `the member at ${formatPath(path)}`;
+      const what = sentence ? `sentence ${JSON.stringify(sentence.id)}` : `the member at ${formatPath(at)}`;
       throw new ScribeError(
         'ENVELOPE_CONTROL_CHAR',
         `${what} contains a forbidden control character (U+${codeOf(v)})`,
         {
-          where: located(path, json),
+          where: located(at, json),
         },
       );
     }
     if (Array.isArray(v)) {
-      for (const [i, x] of v.entries()) visit(x, [...path, i]);
+      for (let i = 0; i < v.length; i++) {
+        path.push(i);
+        visit(v[i]);
+        path.pop();
+      }
     } else if (v && typeof v === 'object') {
-      for (const [k, x] of Object.entries(v)) {
+      for (const k in v) {
         if (k === 'inline' && path[0] === 'healthscribe' && path.length === 2) continue; // HealthScribe's own file
-        visit(x, [...path, k]);
+        path.push(k);
+        visit((v as Record<string, unknown>)[k]);
+        path.pop();
       }
     }
   };
-  // Almost every envelope is clean: a walk that builds no paths first, the located one only when it finds a hit.
-  if (hasForbiddenControl(raw, 'root')) visit(raw, []);
-}
-
-/**
- * Whether a forbidden control character is anywhere `visit` looks. `at` mirrors its skip: the envelope's root,
- * its `healthscribe` member, one artifact under it (whose `inline` file is its parser's to check), or elsewhere.
- */
-function hasForbiddenControl(v: unknown, at: 'root' | 'healthscribe' | 'artifact' | 'other'): boolean {
-  if (typeof v === 'string') return FORBIDDEN_CONTROL.test(v);
-  if (Array.isArray(v)) return v.some((x) => hasForbiddenControl(x, 'other'));
-  if (!v || typeof v !== 'object') return false;
-  for (const k in v) {
-    if (at === 'artifact' && k === 'inline') continue;
-    const next =
-      at === 'root' && k === 'healthscribe' ? 'healthscribe' : at === 'healthscribe' ? 'artifact' : 'other';
-    if (hasForbiddenControl((v as Record<string, unknown>)[k], next)) return true;
-  }
-  return false;
+  visit(raw);
 }
 
 function codeOf(text: string): string {
